@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of upmirror against peer tools (BENCHMARKS.md)."""

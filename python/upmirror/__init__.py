@@ -1,0 +1,27 @@
+"""upmirror: an update-content replication server in the mould of WSUS synchronization.
+
+The fast parts (hashing, downloads, the content store, copies, dedup) live in the Rust extension
+``upmirror._native``; this package re-exports them and adds the orchestration a WSUS administrator knows.
+"""
+
+from upmirror._native import (
+    FileDigests,
+    Hasher,
+    ProgressSnapshot,
+    UpmirrorError,
+    __version__,
+    hash_file,
+    hash_files,
+)
+from upmirror.errors import InputError
+
+__all__ = [
+    "FileDigests",
+    "Hasher",
+    "InputError",
+    "ProgressSnapshot",
+    "UpmirrorError",
+    "__version__",
+    "hash_file",
+    "hash_files",
+]

@@ -1,0 +1,92 @@
+"""What every command shares: exit codes, error lines, and the progress display (a bar on a terminal, plain lines
+otherwise)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from upmirror._native import ProgressSnapshot
+from upmirror.errors import UpmirrorError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Without a terminal, a progress line at most this often (seconds), and only for work that lasts longer.
+PLAIN_PROGRESS_INTERVAL = 10.0
+
+
+class CommandError(UpmirrorError):
+    """A failure a command reports as one line with a chosen exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def print_error(message: str) -> None:
+    print(f"upmirror: {message}", file=sys.stderr)
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+ProgressCallback = Callable[[ProgressSnapshot], None]
+
+
+@contextmanager
+def progress_display(description: str) -> Iterator[ProgressCallback]:
+    """Yields a callback for the native progress polling that draws a bar on stderr when it is a terminal, and
+    otherwise prints a plain line every PLAIN_PROGRESS_INTERVAL seconds."""
+    if sys.stderr.isatty():
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=None)
+
+            def draw(snapshot: ProgressSnapshot) -> None:
+                bar.update(task, completed=snapshot.bytes_done, total=snapshot.bytes_total or None)
+
+            yield draw
+        return
+
+    last_line = time.monotonic()
+
+    def print_line(snapshot: ProgressSnapshot) -> None:
+        nonlocal last_line
+        now = time.monotonic()
+        if now - last_line >= PLAIN_PROGRESS_INTERVAL:
+            last_line = now
+            print(
+                f"{description}: {format_bytes(snapshot.bytes_done)} of {format_bytes(snapshot.bytes_total)}, "
+                f"{snapshot.files_done} files done, {snapshot.files_failed} failed, "
+                f"{format_bytes(snapshot.rate)}/s",
+                file=sys.stderr,
+            )
+
+    yield print_line

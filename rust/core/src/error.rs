@@ -1,0 +1,40 @@
+//! The one error type of the core. Every variant says what failed and on which path or URL, so the bindings can
+//! turn it into a precise Python exception without guessing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named path; the bindings map it to the matching `OSError` subclass.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+
+    /// The caller asked to stop (Ctrl-C in the CLI, or a cancelled job); work done so far is kept.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// The caller passed something the core cannot work with (an unknown algorithm name, an empty set).
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Attaches a path to an I/O result: `file.read(..).at(path)?`.
+pub trait IoResultExt<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoResultExt<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::io(path, source))
+    }
+}

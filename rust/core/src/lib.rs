@@ -1,0 +1,10 @@
+//! upmirror's engine, in pure Rust with no Python: the work that must be fast (hashing, downloads, the content
+//! store, copying and deduplication). The `upmirror-py` crate exposes it to the Python orchestrator.
+
+pub mod error;
+pub mod hash;
+pub mod progress;
+
+pub use error::{Error, Result};
+pub use hash::{Algorithm, AlgorithmSet, Digests, MultiHasher, hash_file, hash_files};
+pub use progress::{Progress, ProgressSnapshot};

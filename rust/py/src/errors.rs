@@ -1,0 +1,45 @@
+//! The Python exception hierarchy, rooted in `upmirror.UpmirrorError`, and the mapping of core errors onto it.
+//! I/O errors become the `OSError` subclass that matches their errno (CPython picks it), with the path attached.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use upmirror_core::Error;
+
+create_exception!(upmirror, UpmirrorError, PyException, "The root of every error upmirror raises on purpose.");
+
+/// Converts a core error into the matching Python exception. (A free function: the orphan rule forbids `From`.)
+pub fn to_py_err(error: Error) -> PyErr {
+    match error {
+        Error::Io { path, source } => {
+            let path = path.to_string_lossy().into_owned();
+            match source.raw_os_error() {
+                // OSError(errno, strerror, filename) is turned by CPython into FileNotFoundError, PermissionError, ...
+                Some(errno) => PyOSError::new_err((errno, strip_os_suffix(&source.to_string()), path)),
+                None => PyOSError::new_err(format!("{path}: {source}")),
+            }
+        }
+        Error::Cancelled => PyKeyboardInterrupt::new_err("cancelled"),
+        Error::InvalidInput(message) => PyValueError::new_err(message),
+    }
+}
+
+/// `io::Error` prints "No such file or directory (os error 2)"; Python prints the errno itself.
+fn strip_os_suffix(message: &str) -> String {
+    message.find(" (os error").map_or(message, |end| &message[..end]).to_owned()
+}
+
+pub trait IntoPyResult<T> {
+    fn into_py(self) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for upmirror_core::Result<T> {
+    fn into_py(self) -> PyResult<T> {
+        self.map_err(to_py_err)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("UpmirrorError", m.py().get_type::<UpmirrorError>())?;
+    Ok(())
+}

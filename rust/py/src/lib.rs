@@ -1,0 +1,20 @@
+//! `upmirror._native`: the PyO3 bindings of `upmirror-core`. Each file registers its own Python items; none holds
+//! logic of its own beyond converting arguments, releasing the GIL, mapping errors and polling progress.
+
+// PyO3 hands Python arguments over as owned values; borrowing them is not an option the macros offer.
+#![allow(clippy::needless_pass_by_value)]
+
+use pyo3::prelude::*;
+
+mod errors;
+mod hash;
+mod progress;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    progress::register(m)?;
+    hash::register(m)?;
+    Ok(())
+}
