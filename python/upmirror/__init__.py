@@ -10,8 +10,10 @@ from upmirror._native import (
     ProgressSnapshot,
     UpmirrorError,
     __version__,
+    content_relative_path,
     hash_file,
     hash_files,
+    parse_content_path,
 )
 from upmirror.errors import InputError
 
@@ -22,6 +24,8 @@ __all__ = [
     "ProgressSnapshot",
     "UpmirrorError",
     "__version__",
+    "content_relative_path",
     "hash_file",
     "hash_files",
+    "parse_content_path",
 ]

@@ -11,8 +11,10 @@ __all__ = [
     "ProgressSnapshot",
     "UpmirrorError",
     "__version__",
+    "content_relative_path",
     "hash_file",
     "hash_files",
+    "parse_content_path",
 ]
 
 class UpmirrorError(Exception):
@@ -76,3 +78,5 @@ def hash_files(
     threads: int | None = None,
     progress: _ProgressCallback | None = None,
 ) -> list[FileDigests | OSError]: ...
+def content_relative_path(sha1: str, extension: str) -> str: ...
+def parse_content_path(relative: str) -> tuple[str, str]: ...

@@ -4,7 +4,9 @@
 pub mod error;
 pub mod hash;
 pub mod progress;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use hash::{Algorithm, AlgorithmSet, Digests, MultiHasher, hash_file, hash_files};
 pub use progress::{Progress, ProgressSnapshot};
+pub use store::{ContentName, ContentStore};

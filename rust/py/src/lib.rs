@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod errors;
 mod hash;
 mod progress;
+mod store;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     progress::register(m)?;
     hash::register(m)?;
+    store::register(m)?;
     Ok(())
 }

@@ -1,0 +1,204 @@
+//! The content store: the one place that knows the WSUS content layout,
+//! `<content>/<last two hex digits of the SHA-1>/<SHA-1 upper-case hex><original extension>`, where in-progress
+//! files live (`<content>/.partial/`), and how a verified file is placed at its final path (atomically, never
+//! before its digest matched). Every path written under a content directory is derived here from a digest.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// The folder of unfinished downloads and their resume journals, inside the content directory.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// The longest file extension accepted from metadata (".cab", ".msu", ".esd", ".psf" and the like are 3-4).
+pub const MAX_EXTENSION_LEN: usize = 16;
+
+/// A file's identity in the store: its SHA-1 and its original extension (with the dot, or empty).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContentName {
+    pub sha1: [u8; 20],
+    pub extension: String,
+}
+
+impl ContentName {
+    /// Validates an extension from metadata: empty, or a dot and 1 to 16 ASCII letters, digits or underscores.
+    /// Anything else (a slash, `..`, spaces, control characters) could name a path, so it is refused.
+    pub fn new(sha1: [u8; 20], extension: &str) -> Result<Self> {
+        let valid = extension.is_empty()
+            || (extension.len() >= 2
+                && extension.len() <= MAX_EXTENSION_LEN + 1
+                && extension.starts_with('.')
+                && extension[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        if !valid {
+            return Err(Error::InvalidInput(format!(
+                "file extension {extension:?} is not allowed: expected a dot and up to {MAX_EXTENSION_LEN} letters, \
+                 digits or underscores"
+            )));
+        }
+        Ok(ContentName { sha1, extension: extension.to_ascii_lowercase() })
+    }
+
+    /// Builds a name from the SHA-1 in hex (either case) and an extension.
+    pub fn from_hex(sha1_hex: &str, extension: &str) -> Result<Self> {
+        let mut sha1 = [0u8; 20];
+        hex::decode_to_slice(sha1_hex, &mut sha1)
+            .map_err(|_| Error::InvalidInput(format!("{sha1_hex:?} is not a SHA-1 in hex (40 hex digits)")))?;
+        Self::new(sha1, extension)
+    }
+
+    /// Parses a path relative to the content directory (`3F/<40 hex>3F.cab`, `/` separated), accepting exactly the
+    /// layout's names: this is how `/Content/...` requests and foreign content directories are read.
+    pub fn parse_relative(relative: &str) -> Result<Self> {
+        let refuse = || Error::InvalidInput(format!("{relative:?} is not a content path (<XX>/<SHA-1><extension>)"));
+        let (folder, file) = relative.split_once('/').ok_or_else(refuse)?;
+        if file.len() < 40 || !file.is_char_boundary(40) {
+            return Err(refuse());
+        }
+        let (sha1_hex, extension) = file.split_at(40);
+        let name = Self::from_hex(sha1_hex, extension).map_err(|_| refuse())?;
+        if !folder.eq_ignore_ascii_case(&name.folder()) {
+            return Err(refuse());
+        }
+        Ok(name)
+    }
+
+    pub fn sha1_hex(&self) -> String {
+        hex::encode_upper(self.sha1)
+    }
+
+    /// The folder: the last two hex digits of the SHA-1, upper case as WSUS writes them.
+    pub fn folder(&self) -> String {
+        hex::encode_upper(&self.sha1[19..])
+    }
+
+    pub fn file_name(&self) -> String {
+        format!("{}{}", self.sha1_hex(), self.extension)
+    }
+
+    /// The path relative to the content directory, `/` separated (also the tail of the `/Content/` URL).
+    pub fn relative_path(&self) -> String {
+        format!("{}/{}", self.folder(), self.file_name())
+    }
+}
+
+/// A content directory.
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    root: PathBuf,
+}
+
+impl ContentStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ContentStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path_of(&self, name: &ContentName) -> PathBuf {
+        self.root.join(name.folder()).join(name.file_name())
+    }
+
+    pub fn partial_dir(&self) -> PathBuf {
+        self.root.join(PARTIAL_DIR)
+    }
+
+    /// The in-progress file of a name, under `.partial/`; its journal sits beside it.
+    pub fn partial_path_of(&self, name: &ContentName) -> PathBuf {
+        self.partial_dir().join(format!("{}.part", name.file_name()))
+    }
+
+    /// True when a file of this name and size is already in place (the digest was checked when it was placed).
+    pub fn contains(&self, name: &ContentName, size: u64) -> bool {
+        fs::metadata(self.path_of(name)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Moves a verified file into its final path: flushed to disk first, then renamed atomically, so a crash leaves
+    /// either no file or the whole verified file at the final path, never a partial one.
+    pub fn place_verified(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
+        File::open(verified).and_then(|f| f.sync_all()).at(verified)?;
+        let target = self.path_of(name);
+        let folder = target.parent().expect("a content path has a folder");
+        fs::create_dir_all(folder).at(folder)?;
+        fs::rename(verified, &target).at(&target)?;
+        // The rename is durable only once the folder's entry is.
+        File::open(folder).and_then(|f| f.sync_all()).at(folder)?;
+        Ok(target)
+    }
+
+    /// Creates the content directory and its `.partial/` folder.
+    pub fn create(&self) -> Result<()> {
+        let partial = self.partial_dir();
+        match fs::create_dir_all(&partial) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(Error::io(&partial, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA1: &str = "a9993e364706816aba3e25717850c26c9cd0d89d";
+
+    #[test]
+    fn layout_is_the_wsus_one() {
+        let name = ContentName::from_hex(SHA1, ".CAB").unwrap();
+        assert_eq!(name.relative_path(), "9D/A9993E364706816ABA3E25717850C26C9CD0D89D.cab");
+        assert_eq!(
+            ContentStore::new("/c").path_of(&name),
+            PathBuf::from("/c/9D/A9993E364706816ABA3E25717850C26C9CD0D89D.cab")
+        );
+    }
+
+    #[test]
+    fn relative_paths_round_trip_and_strangers_are_refused() {
+        let name = ContentName::from_hex(SHA1, ".msu").unwrap();
+        assert_eq!(ContentName::parse_relative(&name.relative_path()).unwrap(), name);
+        assert_eq!(ContentName::parse_relative(&name.relative_path().to_lowercase()).unwrap(), name);
+        for bad in [
+            "",
+            "9D",
+            "9D/",
+            "00/A9993E364706816ABA3E25717850C26C9CD0D89D.cab",
+            "9D/A9993E364706816ABA3E25717850C26C9CD0D89D/../x",
+            "9D/A9993E364706816ABA3E25717850C26C9CD0D89D.c b",
+            "../A9993E364706816ABA3E25717850C26C9CD0D89D.cab",
+            "9D/ZZ993E364706816ABA3E25717850C26C9CD0D89D.cab",
+            "9D/A9993E364706816ABA3E25717850C26C9CD0D89D.",
+            "9D/A9993E364706816ABA3E25717850C26C9CD0D89D.cab/x",
+            "9D/A9993E364706816ABA3E25717850C26C9CD0D89Dé",
+        ] {
+            assert!(ContentName::parse_relative(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn extensions_that_could_name_a_path_are_refused() {
+        let sha1 = [0u8; 20];
+        for bad in ["cab", ".", "./x", ".c/b", "..", ".a.b", ".\0", ".abcdefghijklmnopq"] {
+            assert!(ContentName::new(sha1, bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(ContentName::new(sha1, "").is_ok());
+        assert!(ContentName::new(sha1, ".abcdefghijklmnop").is_ok());
+    }
+
+    #[test]
+    fn place_verified_moves_the_file_into_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path());
+        store.create().unwrap();
+        let name = ContentName::from_hex(SHA1, ".cab").unwrap();
+        let partial = store.partial_path_of(&name);
+        fs::write(&partial, b"abc").unwrap();
+        assert!(!store.contains(&name, 3));
+        let placed = store.place_verified(&partial, &name).unwrap();
+        assert_eq!(fs::read(placed).unwrap(), b"abc");
+        assert!(store.contains(&name, 3));
+        assert!(!partial.exists());
+    }
+}
