@@ -1,0 +1,33 @@
+"""``python -m benches [--quick] [WORKLOAD...]``: runs the side-by-side benchmarks of BENCHMARKS.md and prints
+their Markdown tables; results go to ``benches/results/<workload>.json``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
+WORKLOADS = {
+    "W1": "benches.w1_hash",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benches", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, fewer runs: a few minutes in all")
+    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"any of {', '.join(WORKLOADS)}")
+    args = parser.parse_args()
+    chosen = args.workloads or list(WORKLOADS)
+    unknown = [w for w in chosen if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    for workload in chosen:
+        module = importlib.import_module(WORKLOADS[workload])
+        report = module.run(args.quick)
+        path = report.write()
+        print(report.markdown())
+        print(f"\n(results in {path})\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
