@@ -1,0 +1,84 @@
+"""``upmirror init`` (a new server directory) and ``upmirror options show|set`` (the Options page)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import tomli_w
+
+from upmirror.cli.common import EXIT_OK
+from upmirror.errors import InputError
+from upmirror.options import Options, ServerDirectory, set_option, validate_upstream_url
+
+
+def add_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", help="the server directory (default: $UPMIRROR_DIR, else the current directory)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = subparsers.add_parser(
+        "init",
+        help="create a server directory",
+        description="Create a server directory: upmirror.toml (options, mode 0600), the metadata database, "
+        "content/ and logs/. Without --upstream the server is a root server.",
+    )
+    add_dir_argument(init)
+    init.add_argument("--content-dir", help="keep update files here instead of DIR/content")
+    init.add_argument("--upstream", default="", help="the upstream server's URL, e.g. https://wsus1:8531")
+    init.add_argument("--replica", action="store_true", help="mirror the upstream's approvals (a replica server)")
+    init.set_defaults(handler=run_init)
+
+    options = subparsers.add_parser("options", help="show or change the server's options")
+    actions = options.add_subparsers(metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print the options (secrets hidden)")
+    add_dir_argument(show)
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(handler=run_show)
+    change = actions.add_parser("set", help="set one option, e.g. `schedule.per_day 4` or `languages en,de`")
+    add_dir_argument(change)
+    change.add_argument("key", help="section.name, or products / classifications / languages")
+    change.add_argument("value", help="the new value; lists are comma-separated")
+    change.set_defaults(handler=run_set)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    directory = ServerDirectory.from_arg(args.dir)
+    if directory.exists():
+        raise InputError(f"{directory.root} is already a server directory")
+    if args.replica and not args.upstream:
+        raise InputError("--replica needs --upstream: a replica mirrors an upstream server")
+    options = Options()
+    options.source.upstream = validate_upstream_url(args.upstream)
+    options.source.replica = args.replica
+    if args.content_dir:
+        options.content.directory = args.content_dir
+    directory.root.mkdir(parents=True, exist_ok=True)
+    directory.save(options)
+    directory.content_dir(options).mkdir(parents=True, exist_ok=True)
+    directory.logs.mkdir(exist_ok=True)
+    role = "root server" if options.is_root else ("replica" if args.replica else "autonomous downstream server")
+    print(f"initialized {role} in {directory.root}")
+    return EXIT_OK
+
+
+def run_show(args: argparse.Namespace) -> int:
+    redacted = ServerDirectory.from_arg(args.dir).load().redacted()
+    if args.json:
+        json.dump(redacted, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(tomli_w.dumps(redacted))
+    return EXIT_OK
+
+
+def run_set(args: argparse.Namespace) -> int:
+    directory = ServerDirectory.from_arg(args.dir)
+    options = directory.load()
+    updated = set_option(options, args.key, args.value)
+    directory.save(updated)
+    shown = updated.redacted()
+    section, _, name = args.key.partition(".")
+    print(f"{args.key} = {shown[section][name] if name else shown[section]}")
+    return EXIT_OK

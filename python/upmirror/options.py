@@ -1,0 +1,267 @@
+"""A server's options: the Options page of the WSUS console as a TOML file (``upmirror.toml``), with defaults from
+the specification, validation that names the offending value and what is allowed, and the server directory layout.
+
+The file holds secrets (the upstream token, the proxy password), so it is always written with mode 0600, and
+``redacted()`` is the only form in which options are ever shown.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+import tomli_w
+
+from upmirror import wsus
+from upmirror.errors import InputError
+
+OPTIONS_FILE: Final = "upmirror.toml"
+DATABASE_FILE: Final = "upmirror.db"
+SECRET_FIELDS: Final = frozenset({"source.token", "proxy.password"})
+REDACTED: Final = "********"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class SourceOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Update source: empty ``upstream`` makes a root server; otherwise the upstream server's URL
+    (``http://host:8530`` or ``https://host:8531``, any port)."""
+
+    upstream: str = ""
+    ca_file: str = ""
+    verify_tls: bool = True
+    token: str = ""
+    replica: bool = False
+
+
+class ProxyOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The proxy used only while synchronizing; credentials are sent as Basic only when ``allow_basic_auth``."""
+
+    enabled: bool = False
+    host: str = ""
+    port: Port = 80
+    user: str = ""
+    domain: str = ""
+    password: str = ""
+    allow_basic_auth: bool = False
+
+
+class ScheduleOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Manual, or automatic from ``first_sync`` (UTC, HH:MM) ``per_day`` times a day, each shifted by a random offset
+    of up to ``max_random_offset_minutes``; an unreachable upstream is retried ``retries`` times
+    ``retry_interval_minutes`` apart."""
+
+    automatic: bool = False
+    first_sync: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
+    per_day: Annotated[int, msgspec.Meta(ge=1, le=24)] = 1
+    max_random_offset_minutes: Annotated[int, msgspec.Meta(ge=0, le=720)] = 30
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    retry_interval_minutes: Annotated[float, msgspec.Meta(ge=0, le=1440)] = 15.0
+
+
+class ContentOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where and when update files are stored. ``directory`` is relative to the server directory unless absolute."""
+
+    directory: str = "content"
+    store_locally: bool = True
+    download_only_when_approved: bool = False
+    express_files: bool = False
+
+
+class TransferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Download engine tuning (``upmirror tune`` measures good values for a link)."""
+
+    connections: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
+    chunk_size_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 4
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 15.0
+    read_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+
+
+class ServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What ``upmirror serve`` listens on and offers to downstream servers and clients."""
+
+    host: str = "127.0.0.1"
+    port: Port = wsus.DEFAULT_PORT
+    anonymous_content: bool = False
+    max_updates_per_request: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+
+
+class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Everything on the Options page. Defaults: all Windows products, Critical and Security Updates, English."""
+
+    source: SourceOptions = msgspec.field(default_factory=SourceOptions)
+    proxy: ProxyOptions = msgspec.field(default_factory=ProxyOptions)
+    products: list[str] = msgspec.field(default_factory=lambda: [wsus.WINDOWS_FAMILY])
+    classifications: list[str] = msgspec.field(default_factory=lambda: [wsus.CRITICAL_UPDATES, wsus.SECURITY_UPDATES])
+    languages: list[str] = msgspec.field(default_factory=lambda: ["en"])
+    schedule: ScheduleOptions = msgspec.field(default_factory=ScheduleOptions)
+    content: ContentOptions = msgspec.field(default_factory=ContentOptions)
+    transfer: TransferOptions = msgspec.field(default_factory=TransferOptions)
+    server: ServerOptions = msgspec.field(default_factory=ServerOptions)
+
+    @property
+    def is_root(self) -> bool:
+        return not self.source.upstream
+
+    def redacted(self) -> dict[str, Any]:
+        """The options as plain data with every secret replaced by a placeholder: the only way they are shown."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        for dotted in SECRET_FIELDS:
+            section, name = dotted.split(".")
+            if data[section][name]:
+                data[section][name] = REDACTED
+        return data
+
+
+def validate_upstream_url(url: str) -> str:
+    """An upstream is ``http(s)://host[:port]`` with nothing else; the WSUS default port is implied when absent."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.password
+        or parts.query
+        or parts.fragment
+        or parts.path not in ("", "/")
+        or port == -1
+        or (port is not None and not 1 <= port <= 65535)
+    ):
+        raise InputError(
+            f"source.upstream {url!r} is not a valid upstream URL; expected http://HOST[:PORT] or https://HOST[:PORT]"
+        )
+    return url.rstrip("/")
+
+
+def validate(options: Options) -> Options:
+    """Checks what the field types cannot: the upstream URL, and that a proxy in use names its host."""
+    validate_upstream_url(options.source.upstream)
+    if options.proxy.enabled and not options.proxy.host:
+        raise InputError("proxy.host must be set when proxy.enabled is true")
+    for key in ("products", "classifications", "languages"):
+        values: list[str] = getattr(options, key)
+        if len(set(values)) != len(values):
+            raise InputError(f"{key} lists a value twice: {values}")
+    return options
+
+
+def from_data(data: Any) -> Options:
+    try:
+        return validate(msgspec.convert(data, Options))
+    except msgspec.ValidationError as error:
+        raise InputError(f"invalid option: {describe_validation_error(error)}") from None
+
+
+def describe_validation_error(error: msgspec.ValidationError) -> str:
+    """msgspec says "Expected `int` <= 24 - at `$.schedule.per_day`"; users think in ``schedule.per_day``."""
+    message = str(error)
+    if " - at `$." in message:
+        problem, _, where = message.partition(" - at `$.")
+        return f"{where.rstrip('`')}: {problem}"
+    return message
+
+
+class ServerDirectory:
+    """A server's directory: ``upmirror.toml``, ``upmirror.db``, ``content/`` (unless placed elsewhere), ``logs/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def from_arg(cls, directory: str | None) -> ServerDirectory:
+        """``--dir``, else ``$UPMIRROR_DIR``, else the current directory."""
+        return cls(Path(directory or os.environ.get("UPMIRROR_DIR") or ".").resolve())
+
+    @property
+    def options_path(self) -> Path:
+        return self.root / OPTIONS_FILE
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / DATABASE_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def content_dir(self, options: Options) -> Path:
+        return self.root / options.content.directory  # an absolute directory replaces the root
+
+    def exists(self) -> bool:
+        return self.options_path.is_file()
+
+    def load(self) -> Options:
+        if not self.exists():
+            raise InputError(f"{self.root} is not an upmirror server directory (run `upmirror init --dir {self.root}`)")
+        try:
+            data = tomllib.loads(self.options_path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise InputError(f"{self.options_path}: not valid TOML: {error}") from None
+        return from_data(data)
+
+    def save(self, options: Options) -> None:
+        """Writes the options atomically with mode 0600 (they hold secrets)."""
+        text = tomli_w.dumps(msgspec.to_builtins(validate(options)))
+        temporary = self.options_path.with_suffix(".toml.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        temporary.chmod(0o600)  # O_CREAT honours the umask; the file must not be group- or world-readable
+        temporary.replace(self.options_path)
+
+
+def set_option(options: Options, key: str, value: str) -> Options:
+    """Returns new options with ``key`` (``section.name`` or a top-level list) set from its text form; lists take
+    comma-separated values. The result is fully validated; ``options`` is not changed."""
+    data: dict[str, Any] = msgspec.to_builtins(options)
+    section, _, name = key.partition(".")
+    allowed = sorted(
+        [f"{s}.{n}" for s, fields in data.items() if isinstance(fields, dict) for n in fields]
+        + [s for s, v in data.items() if isinstance(v, list)]
+    )
+    if key not in allowed:
+        raise InputError(f"unknown option {key!r}; options are: {', '.join(allowed)}")
+    current = data[section][name] if name else data[section]
+    parsed = parse_value(key, value, current)
+    if name:
+        data[section][name] = parsed
+    else:
+        data[section] = parsed
+    return from_data(data)
+
+
+def parse_value(key: str, text: str, current: object) -> object:
+    """Text from the command line, read as the type the option already has."""
+    if isinstance(current, bool):
+        lowered = text.strip().lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise InputError(f"{key} takes true or false, not {text!r}")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise InputError(f"{key} takes a whole number, not {text!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise InputError(f"{key} takes a number, not {text!r}") from None
+    if isinstance(current, list):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
