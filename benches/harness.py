@@ -14,7 +14,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ def drop_caches() -> None:
 
 
 def alternate(
-    contenders: dict[str, Callable[[], object]],
+    contenders: Mapping[str, Callable[[], object]],
     runs: int,
     before_each: Callable[[str], object] | None = None,
 ) -> dict[str, list[float]]:
