@@ -95,9 +95,8 @@ def check_languages(selected: Iterable[str], offered: Iterable[str]) -> None:
     offered_set = set(offered)
     missing = [language for language in selected if language not in offered_set]
     if missing:
-        raise InputError(
-            f"language {missing[0]!r} is not offered by the upstream server; it offers: {', '.join(sorted(offered_set))}"
-        )
+        offers = ", ".join(sorted(offered_set))
+        raise InputError(f"language {missing[0]!r} is not offered by the upstream server; it offers: {offers}")
 
 
 def delta_flags(current: Iterable[str], last_synced: Iterable[str]) -> dict[str, bool]:
