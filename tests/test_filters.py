@@ -13,7 +13,7 @@ from upmirror.filters import ProductTree, check_languages, delta_flags, resolve_
 @dataclass(frozen=True)
 class Node:
     id: str
-    parent_id: str | None
+    parent: str | None
     title: str
 
 

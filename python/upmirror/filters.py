@@ -22,7 +22,7 @@ class TreeNode(Protocol):
     @property
     def id(self) -> str: ...
     @property
-    def parent_id(self) -> str | None: ...
+    def parent(self) -> str | None: ...
     @property
     def title(self) -> str: ...
 
@@ -34,8 +34,8 @@ class ProductTree:
         self.nodes: dict[str, TreeNode] = {c.id: c for c in categories}
         self.children: dict[str, list[str]] = {}
         for node in self.nodes.values():
-            if node.parent_id is not None:
-                self.children.setdefault(node.parent_id, []).append(node.id)
+            if node.parent is not None:
+                self.children.setdefault(node.parent, []).append(node.id)
 
     def descendants(self, product_id: str) -> set[str]:
         found: set[str] = set()
@@ -58,9 +58,9 @@ class ProductTree:
     def ancestors(self, product_id: str) -> list[str]:
         chain: list[str] = []
         node = self.nodes.get(product_id)
-        while node is not None and node.parent_id is not None and node.parent_id not in chain:
-            chain.append(node.parent_id)
-            node = self.nodes.get(node.parent_id)
+        while node is not None and node.parent is not None and node.parent not in chain:
+            chain.append(node.parent)
+            node = self.nodes.get(node.parent)
         return chain
 
     def is_selected(self, product_id: str, selected: Iterable[str]) -> bool:
