@@ -4,7 +4,9 @@ aiohttp's FileResponse already handles HEAD, a single Range, ETag/Last-Modified 
 uvloop (which has no native ``loop.sendfile``) it falls back to reading the file through Python in chunks. Here the
 body goes straight from the page cache to the socket with ``os.sendfile`` once the headers have left the
 transport's buffer, waiting for the socket to drain through a duplicate descriptor the event loop can watch.
-Several ranges are answered as ``multipart/byteranges``, each part sent the same way.
+Requests with a Range header are answered here (aiohttp handles one range only, and says nothing on a 416): one
+range as a plain 206, several as ``multipart/byteranges``, each part sent the same way, and an unsatisfiable or
+malformed range as 416 with a message.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import IO, Any, Final
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
+from multidict import istr
 
 from upmirror import content_relative_path, parse_content_path
 
@@ -131,15 +134,6 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     return ranges
 
 
-async def whole_file(request: web.Request, path: Path) -> web.StreamResponse:
-    """The whole file, answering the request as if it had no Range header."""
-    headers = request.headers.copy()
-    del headers[hdrs.RANGE]
-    response = ZeroCopyFileResponse(path)
-    await response.prepare(request.clone(headers=headers))
-    return response
-
-
 class ContentFiles:
     """The handler of ``/Content/{folder}/{name}`` for one content directory."""
 
@@ -156,12 +150,14 @@ class ContentFiles:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = self.path_of(request)
-        header = request.headers.get(hdrs.RANGE, "")
-        if "," not in header:
+        if not path.is_file():
+            raise web.HTTPNotFound(text=f"no content file {path.parent.name}/{path.name}\n")
+        header = request.headers.get(hdrs.RANGE)
+        if header is None:
             return ZeroCopyFileResponse(path)
-        return await self.multiple_ranges(request, path, header)
+        return await self.ranges(request, path, header)
 
-    async def multiple_ranges(self, request: web.Request, path: Path, header: str) -> web.StreamResponse:
+    async def ranges(self, request: web.Request, path: Path, header: str) -> web.StreamResponse:
         try:
             file = path.open("rb")
         except FileNotFoundError:
@@ -172,9 +168,10 @@ class ContentFiles:
             etag = f'"{status.st_mtime_ns:x}-{size:x}"'  # the same validator FileResponse gives
             last_modified = formatdate(status.st_mtime, usegmt=True)
             if_range = request.headers.get(hdrs.IF_RANGE)
+            validators = {hdrs.ETAG: etag, hdrs.LAST_MODIFIED: last_modified, hdrs.ACCEPT_RANGES: "bytes"}
             if if_range is not None and if_range not in (etag, last_modified):
-                # The client's copy is stale: the whole file, as a fresh request without Range.
-                return await whole_file(request, path)
+                # The client's copy is stale: the whole file, as if there were no Range.
+                return await send_parts(request, file, [(0, size, b"")], b"", validators)
             try:
                 ranges = parse_ranges(header, size)
             except ValueError as error:
@@ -182,31 +179,48 @@ class ContentFiles:
                     headers={hdrs.CONTENT_RANGE: f"bytes */{size}"}, text=f"{error}\n"
                 ) from None
             if ranges is None:
-                return await whole_file(request, path)
+                return await send_parts(request, file, [(0, size, b"")], b"", validators)
+            if len(ranges) == 1:
+                ((start, end),) = ranges
+                validators[hdrs.CONTENT_RANGE] = f"bytes {start}-{end - 1}/{size}"
+                return await send_parts(request, file, [(start, end, b"")], b"", validators, status=206)
             boundary = uuid.uuid4().hex
-            part_heads = [
-                f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Range: bytes {start}-{end - 1}/{size}\r\n\r\n".encode()
+            parts = [
+                (
+                    start,
+                    end,
+                    f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                    f"Content-Range: bytes {start}-{end - 1}/{size}\r\n\r\n".encode(),
+                )
                 for start, end in ranges
             ]
-            tail = f"\r\n--{boundary}--\r\n".encode()
-            response = web.StreamResponse(
-                status=206,
-                headers={
-                    hdrs.CONTENT_TYPE: f"multipart/byteranges; boundary={boundary}",
-                    hdrs.ETAG: etag,
-                    hdrs.LAST_MODIFIED: last_modified,
-                    hdrs.ACCEPT_RANGES: "bytes",
-                },
-            )
-            response.content_length = sum(map(len, part_heads)) + sum(e - s for s, e in ranges) + len(tail)
-            writer = await response.prepare(request)
-            if request.method == hdrs.METH_HEAD or writer is None or request.transport is None:
-                await response.write_eof()
-                return response
-            for head, (start, end) in zip(part_heads, ranges, strict=True):
-                await response.write(head)
-                await send_zero_copy(request.transport, writer, file.fileno(), start, end - start)
-            await response.write(tail)
-            await response.write_eof()
-            return response
+            validators[hdrs.CONTENT_TYPE] = f"multipart/byteranges; boundary={boundary}"
+            return await send_parts(request, file, parts, f"\r\n--{boundary}--\r\n".encode(), validators, status=206)
+
+
+async def send_parts(
+    request: web.Request,
+    file: IO[bytes],
+    parts: list[tuple[int, int, bytes]],
+    tail: bytes,
+    headers: dict[istr, str],
+    *,
+    status: int = 200,
+) -> web.StreamResponse:
+    """Sends (start, end, head) parts of the file, each head followed by the bytes zero-copy, then ``tail``."""
+    response = web.StreamResponse(status=status, headers=headers)
+    if hdrs.CONTENT_TYPE not in headers:
+        response.content_type = "application/octet-stream"
+    response.content_length = sum(len(head) + end - start for start, end, head in parts) + len(tail)
+    writer = await response.prepare(request)
+    if request.method == hdrs.METH_HEAD or writer is None or request.transport is None:
+        await response.write_eof()
+        return response
+    for start, end, head in parts:
+        if head:
+            await response.write(head)
+        await send_zero_copy(request.transport, writer, file.fileno(), start, end - start)
+    if tail:
+        await response.write(tail)
+    await response.write_eof()
+    return response
