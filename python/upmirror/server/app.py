@@ -156,6 +156,11 @@ def listing_body(listing: Listing) -> Body:
     return body
 
 
+def one_line(message: str) -> str:
+    """A message that quotes client input, with control characters escaped so it stays one printable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def msgpack_response(record: object) -> web.Response:
     return web.Response(body=msgpack_encoder.encode(record), content_type=MSGPACK)
 
@@ -279,7 +284,7 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
         try:
             return await handler(request)
         except InputError as error:
-            raise web.HTTPBadRequest(text=f"{error}\n") from None
+            raise web.HTTPBadRequest(text=f"{one_line(str(error))}\n") from None
         except web.HTTPException:
             raise
         except (ConnectionError, asyncio.CancelledError):

@@ -145,7 +145,7 @@ class ContentFiles:
         try:
             sha1, extension = parse_content_path(relative)
         except ValueError:
-            raise web.HTTPNotFound(text=f"{relative} is not the name of a content file\n") from None
+            raise web.HTTPNotFound(text=f"{relative!r} is not the name of a content file\n") from None
         return self.content / content_relative_path(sha1, extension)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
