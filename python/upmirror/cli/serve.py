@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dir_argument(serve)
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port; 0 picks a free one)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=server.default_workers(),
+        help=f"processes serving the one socket (default: the CPUs available, here {server.default_workers()})",
+    )
     serve.set_defaults(handler=run)
 
 
@@ -30,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     port = options.server.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port} is out of range; use 0 to 65535 (0 picks a free port)")
+    if not 1 <= args.workers <= 64:
+        raise InputError(f"--workers {args.workers} is out of range; use 1 to 64")
     try:
-        server.run(directory, options, args.host or options.server.host, port)
+        server.run(directory, options, args.host or options.server.host, port, args.workers)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host or options.server.host}:{port}: {error.strerror}") from None
     return EXIT_OK

@@ -26,7 +26,7 @@ from typing import IO, Final, TypeVar
 from aiohttp import hdrs, web
 
 from upmirror import __version__
-from upmirror.errors import InputError
+from upmirror.errors import InputError, one_line
 from upmirror.model import (
     MSGPACK,
     PROTOCOL_VERSION,
@@ -42,7 +42,7 @@ from upmirror.model import (
 )
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.content import ContentFiles
-from upmirror.store import Listing, Store, hash_token
+from upmirror.store import Listing, Store
 
 MAX_BODY: Final = 16 << 20
 STORE_THREADS: Final = 4
@@ -53,6 +53,7 @@ STREAM_CHUNK: Final = 256 << 10
 TOKEN_CACHE_SECONDS: Final = 5.0
 
 log = logging.getLogger("upmirror.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 
@@ -156,11 +157,6 @@ def listing_body(listing: Listing) -> Body:
     return body
 
 
-def one_line(message: str) -> str:
-    """A message that quotes client input, with control characters escaped so it stays one printable line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-
-
 def msgpack_response(record: object) -> web.Response:
     return web.Response(body=msgpack_encoder.encode(record), content_type=MSGPACK)
 
@@ -246,21 +242,26 @@ class Tokens:
         self.stores = stores
         self.valid_until: dict[str, float] = {}
 
+    def is_known_valid(self, request: web.Request) -> bool:
+        """True when the request's token was found valid within the cache time: no store query, no await."""
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        return header is not None and self.valid_until.get(header, 0.0) > time.monotonic()
+
     async def is_valid(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+        header = request.headers.get(hdrs.AUTHORIZATION, "")
+        scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
-        digest = hash_token(token.strip())
         now = time.monotonic()
-        if self.valid_until.get(digest, 0.0) > now:
+        if self.valid_until.get(header, 0.0) > now:
             return True
         name = await self.stores.run(lambda store: store.token_name(token.strip()))
         if name is None:
-            self.valid_until.pop(digest, None)
+            self.valid_until.pop(header, None)
             return False
         if len(self.valid_until) > 10_000:
             self.valid_until.clear()
-        self.valid_until[digest] = now + TOKEN_CACHE_SECONDS
+        self.valid_until[header] = now + TOKEN_CACHE_SECONDS  # kept in this process's memory only
         return True
 
 
@@ -271,37 +272,41 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     tokens = Tokens(stores)
     content = ContentFiles(directory.content_dir(options))
 
-    @web.middleware
-    async def guard(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        protected = request.path.startswith("/api/") or not options.server.anonymous_content
-        if protected and not await tokens.is_valid(request):
-            raise web.HTTPUnauthorized(
-                headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
-                text="a valid downstream token is needed (issue one with `upmirror tokens add NAME`)\n",
-            )
-        try:
-            return await handler(request)
-        except InputError as error:
-            raise web.HTTPBadRequest(text=f"{one_line(str(error))}\n") from None
-        except web.HTTPException:
-            raise
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        except Exception:
-            incident = secrets.token_hex(4)
-            log.exception("internal error %s on %s %s", incident, request.method, request.path)
-            raise web.HTTPInternalServerError(text=f"internal error {incident} (see the server log)\n") from None
+    def guarded(handler: Handler, *, protected: bool = True) -> Handler:
+        """The handler behind the token check, with bad input mapped to 400 and anything unexpected to a 500 that
+        names an incident in the log instead of showing a traceback. (A wrapper per route rather than a middleware,
+        which would cost every /Content request an extra coroutine.)"""
 
-    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
-    app.router.add_get("/api/v1/server", protocol.server_info)
-    app.router.add_get("/api/v1/categories", protocol.categories)
-    app.router.add_post("/api/v1/revisions", protocol.revisions)
-    app.router.add_post("/api/v1/updates", protocol.updates)
-    app.router.add_post("/api/v1/approvals", protocol.approvals)
-    app.router.add_post("/api/v1/drivers", protocol.drivers)
-    app.router.add_get("/Content/{folder}/{name}", content.handle)  # GET also answers HEAD
+        async def guard(request: web.Request) -> web.StreamResponse:
+            if protected and not tokens.is_known_valid(request) and not await tokens.is_valid(request):
+                raise web.HTTPUnauthorized(
+                    headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
+                    text="a valid downstream token is needed (issue one with `upmirror tokens add NAME`)\n",
+                )
+            try:
+                return await handler(request)
+            except InputError as error:
+                raise web.HTTPBadRequest(text=f"{one_line(str(error))}\n") from None
+            except (web.HTTPException, ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception:
+                incident = secrets.token_hex(4)
+                log.exception("internal error %s on %s %s", incident, request.method, request.path)
+                raise web.HTTPInternalServerError(text=f"internal error {incident} (see the server log)\n") from None
+
+        return guard
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/api/v1/server", guarded(protocol.server_info))
+    app.router.add_get("/api/v1/categories", guarded(protocol.categories))
+    app.router.add_post("/api/v1/revisions", guarded(protocol.revisions))
+    app.router.add_post("/api/v1/updates", guarded(protocol.updates))
+    app.router.add_post("/api/v1/approvals", guarded(protocol.approvals))
+    app.router.add_post("/api/v1/drivers", guarded(protocol.drivers))
+    # GET also answers HEAD.
+    app.router.add_get(
+        "/Content/{folder}/{name}", guarded(content.handle, protected=not options.server.anonymous_content)
+    )
 
     async def close_stores(_: web.Application) -> None:
         stores.close()
