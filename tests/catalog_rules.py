@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from upmirror.model import Category, RevisionsRequest, Update
+from upmirror.store import Store
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,13 @@ def expected_answer(
         if is_changed or through_new:
             revisions.add((update.id, update.revision))
     return Expected(revisions, expired)
+
+
+def latest_records(store: Store) -> list[Update]:
+    """The latest revision of every stored update, in storage order."""
+    records = []
+    for update_id, _, _ in store.latest_revisions():
+        record = store.update(update_id)
+        assert record is not None
+        records.append(record)
+    return records

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.catalog_rules import latest_records
 from tests.conftest import RunUpmirror
 from upmirror import content_relative_path, wsus
 from upmirror.catalog import tree
@@ -22,12 +23,7 @@ from upmirror.store import Store
 
 def records(directory: Path) -> list[Update]:
     with Store.open(directory / "upmirror.db") as store:
-        found = []
-        for update_id, _, _ in store.latest_revisions():
-            record = store.update(update_id)
-            assert record is not None
-            found.append(record)
-        return found
+        return latest_records(store)
 
 
 def content_files(directory: Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.catalog_rules import expected_answer
+from tests.catalog_rules import expected_answer, latest_records
 from tests.support.upmirror_server import UPMIRROR, UpmirrorServer, add_token
 from upmirror import content_relative_path, wsus
 from upmirror.catalog import tree
@@ -47,12 +47,7 @@ class Root:
 
     def records(self) -> list[Update]:
         with Store.open(self.directory / "upmirror.db") as store:
-            records = []
-            for update_id, _, _ in store.latest_revisions():
-                record = store.update(update_id)
-                assert record is not None
-                records.append(record)
-            return records
+            return latest_records(store)
 
     def categories(self) -> list:  # type: ignore[type-arg]
         with Store.open(self.directory / "upmirror.db") as store:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.catalog_rules import expected_answer
+from tests.catalog_rules import expected_answer, latest_records
 from upmirror import wsus
 from upmirror.catalog import generate, tree
 from upmirror.errors import InputError
@@ -31,15 +31,6 @@ class RevisedCatalog:
     categories: list[Category]
     updates: list[Update]  # latest revisions after the revision
     changed: set[str]  # ids new, revised or expired since before_anchor
-
-
-def latest_records(store: Store) -> list[Update]:
-    records = []
-    for update_id, _, _ in store.latest_revisions():
-        record = store.update(update_id)
-        assert record is not None
-        records.append(record)
-    return records
 
 
 @pytest.fixture(scope="module")

@@ -479,8 +479,8 @@ class Store:
                 "products_new": self._items(request.products, "product", fresh=True),
                 "classifications": self._items(request.classifications, "classification", fresh=None),
                 "classifications_new": self._items(request.classifications, "classification", fresh=True),
-                "languages": json.dumps([item.id for item in request.languages]),
-                "languages_new": json.dumps([item.id for item in request.languages if not item.delta]),
+                "languages": _ids(request.languages, fresh=None),
+                "languages_new": _ids(request.languages, fresh=True),
             }
             matches = (
                 "EXISTS (SELECT 1 FROM update_products p WHERE p.uid = u.uid"
@@ -530,10 +530,10 @@ class Store:
             since = parse_anchor(request.anchor, current)
             parameters = {
                 "since": since,
-                "hardware": json.dumps([item.id for item in request.hardware_ids]),
-                "hardware_new": json.dumps([item.id for item in request.hardware_ids if not item.delta]),
-                "computers": json.dumps([item.id for item in request.computer_hardware_ids]),
-                "computers_new": json.dumps([item.id for item in request.computer_hardware_ids if not item.delta]),
+                "hardware": _ids(request.hardware_ids, fresh=None),
+                "hardware_new": _ids(request.hardware_ids, fresh=True),
+                "computers": _ids(request.computer_hardware_ids, fresh=None),
+                "computers_new": _ids(request.computer_hardware_ids, fresh=True),
             }
             candidates = (
                 "WITH candidates(uid) AS (SELECT DISTINCT h.uid FROM hardware_ids h"
@@ -630,6 +630,11 @@ class Store:
         """The name of the token, or None when it is not a valid (unrevoked) token of this server."""
         row = self.connection.execute("SELECT name FROM tokens WHERE sha256 = ?", (hash_token(token),)).fetchone()
         return None if row is None else str(row[0])
+
+
+def _ids(items: Sequence[FilterItem], *, fresh: bool | None) -> str:
+    """The IDs of the filter items (all, or only those new to the filter when ``fresh``) as a JSON array for SQL."""
+    return json.dumps([item.id for item in items if fresh is None or (not item.delta) == fresh])
 
 
 def _pages(cursor: sqlite3.Cursor) -> Iterator[list[tuple[str, int]]]:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Final, TypeVar
 
@@ -55,6 +56,7 @@ TOKEN_CACHE_SECONDS: Final = 5.0
 log = logging.getLogger("upmirror.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
+R = TypeVar("R", RevisionsRequest, DriversRequest)
 
 
 class StoreThreads:
@@ -187,22 +189,21 @@ class Protocol:
         return msgpack_response(CategoriesResponse(anchor=str(current), categories=categories))
 
     async def revisions(self, request: web.Request) -> web.StreamResponse:
-        wanted = decode_msgpack(await request.read(), RevisionsRequest)
-
-        def list_revisions(store: Store) -> Body:
-            with store.revisions_since(wanted) as listing:
-                return listing_body(listing)
-
-        return await (await self.stores.run(list_revisions)).send(request)
+        return await self._listing(request, RevisionsRequest, Store.revisions_since)
 
     async def drivers(self, request: web.Request) -> web.StreamResponse:
-        wanted = decode_msgpack(await request.read(), DriversRequest)
+        return await self._listing(request, DriversRequest, Store.drivers_since)
 
-        def list_drivers(store: Store) -> Body:
-            with store.drivers_since(wanted) as listing:
+    async def _listing(
+        self, request: web.Request, kind: type[R], list_since: Callable[[Store, R], AbstractContextManager[Listing]]
+    ) -> web.StreamResponse:
+        wanted = decode_msgpack(await request.read(), kind)
+
+        def encode(store: Store) -> Body:
+            with list_since(store, wanted) as listing:
                 return listing_body(listing)
 
-        return await (await self.stores.run(list_drivers)).send(request)
+        return await (await self.stores.run(encode)).send(request)
 
     async def updates(self, request: web.Request) -> web.Response:
         wanted = decode_msgpack(await request.read(), UpdatesRequest)
