@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import build_app
 
 BACKLOG = 1024
+PR_SET_PDEATHSIG = 1
 
 
 def url_of(host: str, port: int) -> str:
@@ -49,6 +51,14 @@ async def serve(directory: ServerDirectory, options: Options, listening: socket.
         await runner.cleanup()
 
 
+def stop_with_parent(parent: int) -> None:
+    """A worker gets SIGTERM when the first process dies, even by SIGKILL, so no worker outlives the server."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(directory: ServerDirectory, options: Options, host: str, port: int, workers: int = 1) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.create_server((host, port), family=family, backlog=BACKLOG)
@@ -56,11 +66,13 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     print(f"listening on {url_of(host, listening.getsockname()[1])}", flush=True)
     sys.stderr.flush()
     children = []
+    parent = os.getpid()
     for _ in range(workers - 1):
         pid = os.fork()  # before any thread or event loop exists in this process
         if pid == 0:
             code = 0
             try:
+                stop_with_parent(parent)
                 uvloop.run(serve(directory, options, listening))
             except BaseException:  # a worker reports and exits; the first one carries on
                 import traceback  # noqa: PLC0415
