@@ -9,6 +9,8 @@ import importlib
 # Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
 WORKLOADS = {
     "W1": "benches.w1_hash",
+    "W8": "benches.w8_serve",
+    "P1": "benches.protocol",
 }
 
 

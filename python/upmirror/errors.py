@@ -10,4 +10,9 @@ class InputError(UpmirrorError):
     """A value given by the user is not allowed; the message names it and what is allowed. Nothing was changed."""
 
 
-__all__ = ["InputError", "UpmirrorError"]
+def one_line(message: str) -> str:
+    """A message that may quote outside input, with control characters escaped so it stays one printable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+__all__ = ["InputError", "UpmirrorError", "one_line"]

@@ -11,6 +11,7 @@ import tomli_w
 from upmirror.cli.common import EXIT_OK
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory, set_option, validate_upstream_url
+from upmirror.store import Store
 
 
 def add_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -54,13 +55,19 @@ def run_init(args: argparse.Namespace) -> int:
     options.source.replica = args.replica
     if args.content_dir:
         options.content.directory = args.content_dir
+    initialize(directory, options)
+    role = "root server" if options.is_root else ("replica" if args.replica else "autonomous downstream server")
+    print(f"initialized {role} in {directory.root}")
+    return EXIT_OK
+
+
+def initialize(directory: ServerDirectory, options: Options) -> None:
+    """Creates the server directory's parts: options, metadata database, content and logs folders."""
     directory.root.mkdir(parents=True, exist_ok=True)
     directory.save(options)
     directory.content_dir(options).mkdir(parents=True, exist_ok=True)
     directory.logs.mkdir(exist_ok=True)
-    role = "root server" if options.is_root else ("replica" if args.replica else "autonomous downstream server")
-    print(f"initialized {role} in {directory.root}")
-    return EXIT_OK
+    Store.open(directory.database_path, create=True).close()
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -1,0 +1,45 @@
+"""``upmirror serve``: answer downstream servers (the sync protocol) and serve ``/Content``."""
+
+from __future__ import annotations
+
+import argparse
+
+from upmirror import server
+from upmirror.cli.common import EXIT_OK, CommandError
+from upmirror.cli.options import add_dir_argument
+from upmirror.errors import InputError
+from upmirror.options import ServerDirectory
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve the sync protocol and /Content",
+        description="Serve the sync protocol to downstream servers and the content directory, until SIGTERM or "
+        "Ctrl-C. The first line printed is `listening on URL`; --port 0 picks a free port.",
+    )
+    add_dir_argument(serve)
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port; 0 picks a free one)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=server.default_workers(),
+        help=f"processes serving the one socket (default: the CPUs available, here {server.default_workers()})",
+    )
+    serve.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = ServerDirectory.from_arg(args.dir)
+    options = directory.load()
+    port = options.server.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is out of range; use 0 to 65535 (0 picks a free port)")
+    if not 1 <= args.workers <= 64:
+        raise InputError(f"--workers {args.workers} is out of range; use 1 to 64")
+    try:
+        server.run(directory, options, args.host or options.server.host, port, args.workers)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host or options.server.host}:{port}: {error.strerror}") from None
+    return EXIT_OK

@@ -1,0 +1,229 @@
+"""The records of upmirror, defined once: categories, update files, updates, approvals, server info, and every request
+and response of the sync protocol (DESIGN.md). The wire (MessagePack) and the metadata store use the same records and
+the module-level encoders/decoders below, so a record read from the store is sent as it is.
+
+Field constraints (GUID shapes, hex digests, plain file names, list lengths) are part of the records, so a malformed
+body or manifest is refused by the decoder with a message naming the field, before any code looks at it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Final, Literal, TypeVar
+
+import msgspec
+
+from upmirror.errors import InputError
+
+PROTOCOL_VERSION: Final = 1
+MSGPACK: Final = "application/msgpack"
+
+# Lists in a request are bounded so that a hostile body cannot make the server build a huge filter.
+MAX_FILTER_ITEMS: Final = 10_000
+MAX_HARDWARE_IDS: Final = 100_000
+# The batch limit of /api/v1/updates is the server's own option; this only bounds decoding.
+MAX_BATCH_DECODE: Final = 10_000
+
+Guid = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+Sha1Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{40}$")]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+# An original file name: no directory part, no leading dot, printable; the content path comes from the SHA-1 anyway.
+FileName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_+~-][A-Za-z0-9_.+~ ()-]{0,199}$")]
+Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")]
+HardwareId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+# Anchors are opaque to clients: "" asks for everything, otherwise the value a previous answer returned.
+Anchor = Annotated[str, msgspec.Meta(max_length=40)]
+
+CategoryKind = Literal["family", "product", "classification"]
+ApprovalAction = Literal["approved", "declined", "not_approved"]
+
+
+class Category(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A product family, a product (``parent`` names its family), or an update classification."""
+
+    id: Guid
+    kind: CategoryKind
+    title: Title
+    parent: Guid | None = None
+
+
+class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One file of an update. SHA-1 names it in the content layout; the others verify it (blake3 is present when
+    the metadata comes from upmirror). ``languages`` empty means the file serves every language."""
+
+    sha1: Sha1Hex
+    size: Annotated[int, msgspec.Meta(ge=0)]
+    name: FileName
+    sha256: Sha256Hex | None = None
+    blake3: Sha256Hex | None = None
+    languages: list[Language] = msgspec.field(default_factory=list)
+    express: bool = False
+
+    @property
+    def extension(self) -> str:
+        """The original extension (``.cab``), which the WSUS layout keeps."""
+        dot = self.name.rfind(".")
+        return self.name[dot:].lower() if dot > 0 else ""
+
+
+class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One revision of an update. ``languages`` empty means language-neutral. Drivers carry the hardware IDs they
+    install on and, when targeted at particular machines, computer hardware IDs."""
+
+    id: Guid
+    revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    title: Title
+    classification: Guid
+    products: Annotated[list[Guid], msgspec.Meta(min_length=1, max_length=100)]
+    release_date: datetime.date
+    kb_article: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,10}$")] = ""
+    description: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    languages: Annotated[list[Language], msgspec.Meta(max_length=200)] = msgspec.field(default_factory=list)
+    files: Annotated[list[FileRef], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    supersedes: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    expired: bool = False
+    hardware_ids: Annotated[list[HardwareId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    computer_hardware_ids: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+
+    @property
+    def is_driver(self) -> bool:
+        return bool(self.hardware_ids)
+
+
+class Approval(msgspec.Struct, frozen=True, kw_only=True):
+    """The administrator's decision on an update; replicas mirror these. ``not_approved`` is what reinstating a
+    declined update returns it to."""
+
+    update_id: Guid
+    action: ApprovalAction
+
+
+class RevisionRef(msgspec.Struct, frozen=True, array_like=True):
+    """(update id, revision number): how the protocol names one revision of one update."""
+
+    update_id: Guid
+    revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+
+
+class ServerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/v1/server``: who the upstream is and what it offers."""
+
+    id: Guid
+    version: str
+    protocol_version: int
+    languages: list[str]
+    max_updates_per_request: int
+    replica: bool
+
+
+class CategoriesResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/v1/categories?anchor=A``: categories added or changed since A, and the anchor to pass next."""
+
+    anchor: str
+    categories: list[Category]
+
+
+class FilterItem(msgspec.Struct, frozen=True, array_like=True):
+    """One selected product, classification, language or hardware ID. ``delta`` false asks for everything the item
+    matches now (an item newly added to the downstream's filter); true asks only for changes since the anchor."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    delta: bool = True
+
+
+FilterList = Annotated[list[FilterItem], msgspec.Meta(max_length=MAX_FILTER_ITEMS)]
+
+
+class RevisionsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/revisions``: the downstream's filter with the anchor of its last successful sync."""
+
+    anchor: Anchor = ""
+    products: FilterList = msgspec.field(default_factory=list)
+    classifications: FilterList = msgspec.field(default_factory=list)
+    languages: FilterList = msgspec.field(default_factory=list)
+
+
+class RevisionsResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest revisions to fetch and the updates that expired, with the anchor to pass next. Also the answer of
+    ``/api/v1/drivers``."""
+
+    anchor: str
+    revisions: list[RevisionRef]
+    expired: list[str]
+
+
+class UpdatesRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/updates``: revisions to fetch, at most the server's ``max_updates_per_request``."""
+
+    revisions: Annotated[list[RevisionRef], msgspec.Meta(max_length=MAX_BATCH_DECODE)]
+
+
+class UpdatesResponse(msgspec.Struct, frozen=True, kw_only=True):
+    updates: list[Update]
+
+
+class ApprovalsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/approvals``: a replica asks for approvals and declines since its anchor."""
+
+    anchor: Anchor = ""
+
+
+class ApprovalsResponse(msgspec.Struct, frozen=True, kw_only=True):
+    anchor: str
+    approvals: list[Approval]
+
+
+class DriversRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/drivers``: the de-duplicated roll-up of the hardware IDs (and computer hardware IDs) the
+    downstream's clients reported; IDs first reported since the last sync have ``delta`` false."""
+
+    anchor: Anchor = ""
+    hardware_ids: Annotated[list[FilterItem], msgspec.Meta(max_length=MAX_HARDWARE_IDS)] = msgspec.field(
+        default_factory=list
+    )
+    computer_hardware_ids: Annotated[list[FilterItem], msgspec.Meta(max_length=MAX_HARDWARE_IDS)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class PublishManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``upmirror publish MANIFEST`` (JSON): categories to add and updates to publish; each file is read from the
+    manifest's folder by its ``name`` and must match the size and every digest the manifest gives."""
+
+    categories: list[Category] = msgspec.field(default_factory=list)
+    updates: list[Update] = msgspec.field(default_factory=list)
+
+
+# Reusable encoders and decoders (msgspec's fast path: build them once).
+msgpack_encoder: Final = msgspec.msgpack.Encoder()
+json_encoder: Final = msgspec.json.Encoder()
+update_decoder: Final = msgspec.msgpack.Decoder(Update)
+category_decoder: Final = msgspec.msgpack.Decoder(Category)
+
+T = TypeVar("T")
+_msgpack_decoders: dict[type, msgspec.msgpack.Decoder] = {}  # type: ignore[type-arg]
+
+
+def decode_msgpack(data: bytes, kind: type[T]) -> T:
+    """Decodes a MessagePack body as ``kind``; anything malformed or wrongly typed is an InputError naming the
+    field."""
+    decoder = _msgpack_decoders.get(kind)
+    if decoder is None:
+        decoder = _msgpack_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    try:
+        result: T = decoder.decode(data)
+    except msgspec.ValidationError as error:
+        raise InputError(f"invalid {kind.__name__}: {error}") from None
+    except msgspec.DecodeError as error:
+        raise InputError(f"malformed {kind.__name__} body: {error}") from None
+    return result
+
+
+def decode_json(data: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as error:
+        raise InputError(f"invalid {kind.__name__}: {error}") from None
+    except msgspec.DecodeError as error:
+        raise InputError(f"malformed {kind.__name__}: {error}") from None

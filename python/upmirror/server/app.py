@@ -1,0 +1,316 @@
+"""The aiohttp application of ``upmirror serve``: the sync protocol of DESIGN.md for downstream servers, and the
+content directory.
+
+Every protocol request needs a downstream's bearer token; so does ``/Content`` unless the administrator opened content
+to anonymous clients (``server.anonymous_content``). Store queries run on a small pool of threads, each with its own
+SQLite connection, so a long listing never stalls file transfers on the event loop. Listings are encoded page by page
+into a spooled temporary file and streamed from there, so memory does not grow with the catalog.
+
+Bad input of any kind (malformed, oversized or wrongly typed bodies, unknown IDs, batches over the limit, anchors
+this server never gave) is answered with a 4xx status and a one-line message, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import IO, Final, TypeVar
+
+from aiohttp import hdrs, web
+
+from upmirror import __version__
+from upmirror.errors import InputError, one_line
+from upmirror.model import (
+    MSGPACK,
+    PROTOCOL_VERSION,
+    ApprovalsRequest,
+    ApprovalsResponse,
+    CategoriesResponse,
+    DriversRequest,
+    RevisionsRequest,
+    ServerInfo,
+    UpdatesRequest,
+    decode_msgpack,
+    msgpack_encoder,
+)
+from upmirror.options import Options, ServerDirectory
+from upmirror.server.content import ContentFiles
+from upmirror.store import Listing, Store
+
+MAX_BODY: Final = 16 << 20
+STORE_THREADS: Final = 4
+SPOOL_IN_MEMORY: Final = 4 << 20
+STREAM_CHUNK: Final = 256 << 10
+# A token checked valid is trusted this long without asking the store again, so /Content costs no query per file;
+# a revoked token stops working within this time.
+TOKEN_CACHE_SECONDS: Final = 5.0
+
+log = logging.getLogger("upmirror.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+R = TypeVar("R", RevisionsRequest, DriversRequest)
+
+
+class StoreThreads:
+    """Runs store work on a few threads, each with its own connection (SQLite connections are per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
+        self.local = threading.local()
+        self.opened: list[Store] = []
+        self.lock = threading.Lock()
+
+    def _store(self) -> Store:
+        store: Store | None = getattr(self.local, "store", None)
+        if store is None:
+            store = self.local.store = Store.open(self.path)
+            with self.lock:
+                self.opened.append(store)
+        return store
+
+    async def run(self, work: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: work(self._store()))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        for store in self.opened:
+            store.close()
+
+
+def msgpack_header(kind: int, count: int) -> bytes:
+    """The MessagePack header of an array (kind 0x90) or map (kind 0x80) of ``count`` entries."""
+    if count < 16:
+        return bytes([kind | count])
+    wide = 0xDC if kind == 0x90 else 0xDE
+    if count < 1 << 16:
+        return bytes([wide]) + count.to_bytes(2, "big")
+    return bytes([wide + 1]) + count.to_bytes(4, "big")
+
+
+def spool_array(pages: Iterator[list[object]]) -> tuple[int, IO[bytes]]:
+    """Encodes the items of every page into a spooled file (memory up to SPOOL_IN_MEMORY, then disk); returns the
+    item count and the file, rewound. The items are written without the array header, which needs the count."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (returned to the caller)
+    count = 0
+    for page in pages:
+        encoded = msgpack_encoder.encode(page)
+        spool.write(memoryview(encoded)[len(msgpack_header(0x90, len(page))) :])
+        count += len(page)
+    spool.seek(0)
+    return count, spool
+
+
+class Body:
+    """A MessagePack document assembled from byte pieces and spooled files, streamed with a known length."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes | IO[bytes]] = []
+        self.length = 0
+
+    def add(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.length += len(piece)
+
+    def add_array(self, count: int, items: IO[bytes]) -> None:
+        self.add(msgpack_header(0x90, count))
+        self.pieces.append(items)
+        self.length += items.seek(0, 2)
+        items.seek(0)
+
+    def close(self) -> None:
+        for piece in self.pieces:
+            if not isinstance(piece, bytes):
+                piece.close()
+
+    async def send(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: MSGPACK})
+        response.content_length = self.length
+        try:
+            await response.prepare(request)
+            for piece in self.pieces:
+                if isinstance(piece, bytes):
+                    await response.write(piece)
+                else:
+                    while chunk := piece.read(STREAM_CHUNK):
+                        await response.write(chunk)
+            await response.write_eof()
+        finally:
+            self.close()
+        return response
+
+
+def listing_body(listing: Listing) -> Body:
+    """A RevisionsResponse (``{anchor, revisions, expired}``) streamed from a listing; runs on a store thread."""
+    body = Body()
+    body.add(msgpack_header(0x80, 3) + msgpack_encoder.encode("anchor") + msgpack_encoder.encode(str(listing.anchor)))
+    body.add(msgpack_encoder.encode("revisions"))
+    body.add_array(*spool_array(listing.revisions))  # type: ignore[arg-type]
+    body.add(msgpack_encoder.encode("expired"))
+    body.add_array(*spool_array(listing.expired))  # type: ignore[arg-type]
+    return body
+
+
+def msgpack_response(record: object) -> web.Response:
+    return web.Response(body=msgpack_encoder.encode(record), content_type=MSGPACK)
+
+
+class Protocol:
+    """The handlers of ``/api/v1``."""
+
+    def __init__(self, stores: StoreThreads, options: Options) -> None:
+        self.stores = stores
+        self.options = options
+
+    async def server_info(self, _: web.Request) -> web.Response:
+        def read(store: Store) -> ServerInfo:
+            return ServerInfo(
+                id=store.server_id,
+                version=__version__,
+                protocol_version=PROTOCOL_VERSION,
+                languages=store.languages(),
+                max_updates_per_request=self.options.server.max_updates_per_request,
+                replica=self.options.source.replica,
+            )
+
+        return msgpack_response(await self.stores.run(read))
+
+    async def categories(self, request: web.Request) -> web.Response:
+        anchor = request.query.get("anchor", "")
+        current, categories = await self.stores.run(lambda store: store.categories_since(anchor))
+        return msgpack_response(CategoriesResponse(anchor=str(current), categories=categories))
+
+    async def revisions(self, request: web.Request) -> web.StreamResponse:
+        return await self._listing(request, RevisionsRequest, Store.revisions_since)
+
+    async def drivers(self, request: web.Request) -> web.StreamResponse:
+        return await self._listing(request, DriversRequest, Store.drivers_since)
+
+    async def _listing(
+        self, request: web.Request, kind: type[R], list_since: Callable[[Store, R], AbstractContextManager[Listing]]
+    ) -> web.StreamResponse:
+        wanted = decode_msgpack(await request.read(), kind)
+
+        def encode(store: Store) -> Body:
+            with list_since(store, wanted) as listing:
+                return listing_body(listing)
+
+        return await (await self.stores.run(encode)).send(request)
+
+    async def updates(self, request: web.Request) -> web.Response:
+        wanted = decode_msgpack(await request.read(), UpdatesRequest)
+        limit = self.options.server.max_updates_per_request
+        if len(wanted.revisions) > limit:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=limit,
+                actual_size=len(wanted.revisions),
+                text=f"{len(wanted.revisions)} updates asked for in one request; this server's limit is {limit}\n",
+            )
+        refs = [(ref.update_id, ref.revision) for ref in wanted.revisions]
+        try:
+            blobs = await self.stores.run(lambda store: store.revision_blobs(refs))
+        except LookupError as error:
+            raise web.HTTPNotFound(text=f"{error.args[0]}\n") from None
+        # An UpdatesResponse assembled from the stored MessagePack of each revision, without decoding it.
+        body = b"".join(
+            [
+                msgpack_header(0x80, 1),
+                msgpack_encoder.encode("updates"),
+                msgpack_header(0x90, len(blobs)),
+                *blobs,
+            ]
+        )
+        return web.Response(body=body, content_type=MSGPACK)
+
+    async def approvals(self, request: web.Request) -> web.Response:
+        wanted = decode_msgpack(await request.read(), ApprovalsRequest)
+        current, approvals = await self.stores.run(lambda store: store.approvals_since(wanted.anchor))
+        return msgpack_response(ApprovalsResponse(anchor=str(current), approvals=approvals))
+
+
+class Tokens:
+    """Bearer-token checks with a short cache of tokens known to be valid."""
+
+    def __init__(self, stores: StoreThreads) -> None:
+        self.stores = stores
+        self.valid_until: dict[str, float] = {}
+
+    def is_known_valid(self, request: web.Request) -> bool:
+        """True when the request's token was found valid within the cache time: no store query, no await."""
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        return header is not None and self.valid_until.get(header, 0.0) > time.monotonic()
+
+    async def is_valid(self, request: web.Request) -> bool:
+        header = request.headers.get(hdrs.AUTHORIZATION, "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        now = time.monotonic()
+        if self.valid_until.get(header, 0.0) > now:
+            return True
+        name = await self.stores.run(lambda store: store.token_name(token.strip()))
+        if name is None:
+            self.valid_until.pop(header, None)
+            return False
+        if len(self.valid_until) > 10_000:
+            self.valid_until.clear()
+        self.valid_until[header] = now + TOKEN_CACHE_SECONDS  # kept in this process's memory only
+        return True
+
+
+def build_app(directory: ServerDirectory, options: Options) -> web.Application:
+    stores = StoreThreads(directory.database_path)
+    stores.executor.submit(stores._store).result()  # open (and migrate) once, up front: a bad store fails at start
+    protocol = Protocol(stores, options)
+    tokens = Tokens(stores)
+    content = ContentFiles(directory.content_dir(options))
+
+    def guarded(handler: Handler, *, protected: bool = True) -> Handler:
+        """The handler behind the token check, with bad input mapped to 400 and anything unexpected to a 500 that
+        names an incident in the log instead of showing a traceback. (A wrapper per route rather than a middleware,
+        which would cost every /Content request an extra coroutine.)"""
+
+        async def guard(request: web.Request) -> web.StreamResponse:
+            if protected and not tokens.is_known_valid(request) and not await tokens.is_valid(request):
+                raise web.HTTPUnauthorized(
+                    headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
+                    text="a valid downstream token is needed (issue one with `upmirror tokens add NAME`)\n",
+                )
+            try:
+                return await handler(request)
+            except InputError as error:
+                raise web.HTTPBadRequest(text=f"{one_line(str(error))}\n") from None
+            except (web.HTTPException, ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception:
+                incident = secrets.token_hex(4)
+                log.exception("internal error %s on %s %s", incident, request.method, request.path)
+                raise web.HTTPInternalServerError(text=f"internal error {incident} (see the server log)\n") from None
+
+        return guard
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/api/v1/server", guarded(protocol.server_info))
+    app.router.add_get("/api/v1/categories", guarded(protocol.categories))
+    app.router.add_post("/api/v1/revisions", guarded(protocol.revisions))
+    app.router.add_post("/api/v1/updates", guarded(protocol.updates))
+    app.router.add_post("/api/v1/approvals", guarded(protocol.approvals))
+    app.router.add_post("/api/v1/drivers", guarded(protocol.drivers))
+    # GET also answers HEAD.
+    app.router.add_get(
+        "/Content/{folder}/{name}", guarded(content.handle, protected=not options.server.anonymous_content)
+    )
+
+    async def close_stores(_: web.Application) -> None:
+        stores.close()
+
+    app.on_cleanup.append(close_stores)
+    return app

@@ -1,0 +1,647 @@
+"""The metadata store: categories, every revision of every update, approvals and downstream tokens, in SQLite (WAL),
+with versioned schema migrations and indexes shaped by what the filters and the sync protocol ask.
+
+Anchors. One monotonic change counter per store: every stored revision, expiration, category change and approval
+takes the next value, in the same transaction as the change itself. "Since anchor A" means ``change > A``. Clients
+see the counter as an opaque string; "" means "from the beginning"; anything else that is not a value this store has
+handed out (malformed, negative, or from the future) is refused.
+
+Which updates a revisions request returns (the filter rule of WSUS synchronization). Let P be the products the
+request names, each expanded to itself and all its descendants in the tree as it is now (so a parent stands for its
+present and future children), C the classifications and L the languages. An update (its latest revision) *matches*
+when it has a product in P, its classification is in C, and it has a language in L or is language-neutral. Items
+with ``delta`` false were newly added to the downstream's filter; call their parts P_new, C_new, L_new. The answer
+lists every non-expired matching update that
+
+  - changed since the anchor (a new update or a new revision: ``change > anchor``), or
+  - matches through a new item: it has a product in P_new, or its classification is in C_new, or it carries a
+    language in L_new,
+
+so a newly selected product, classification or language brings in full everything the whole filter now accepts
+through it (a new language brings every selected update carrying that language), while the rest stays incremental.
+Expired lists the matching updates whose expiration came after the anchor.
+
+Memory stays flat whatever the catalog size: listings are SQL over indexes, read page by page from a cursor inside
+one read transaction (a consistent snapshot with its anchor); nothing materialises the catalog in Python.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from upmirror.errors import InputError
+from upmirror.model import (
+    Approval,
+    ApprovalAction,
+    Category,
+    DriversRequest,
+    FileRef,
+    FilterItem,
+    RevisionsRequest,
+    Update,
+    category_decoder,
+    msgpack_encoder,
+    update_decoder,
+)
+
+PAGE_ROWS: Final = 5000
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+# Schema migrations: entry i brings a store from user_version i to i + 1. Never edit a released entry; append.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+    INSERT INTO change_counter VALUES (1, 0);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE categories (
+        cid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        parent TEXT,
+        change INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX categories_change ON categories (change);
+    CREATE INDEX categories_parent ON categories (parent);
+    -- One row per update, describing its latest revision; the filter columns are integers for fast scans.
+    CREATE TABLE updates (
+        uid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        revision INTEGER NOT NULL,
+        classification INTEGER NOT NULL,
+        neutral INTEGER NOT NULL,
+        expired INTEGER NOT NULL,
+        change INTEGER NOT NULL
+    );
+    CREATE INDEX updates_change ON updates (change);
+    -- Every revision ever stored, as the MessagePack of its Update record (sent to downstreams as it is).
+    CREATE TABLE revisions (
+        uid INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        change INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        UNIQUE (uid, revision)
+    );
+    CREATE TABLE update_products (uid INTEGER NOT NULL, product INTEGER NOT NULL, PRIMARY KEY (uid, product))
+        WITHOUT ROWID;
+    CREATE INDEX update_products_product ON update_products (product, uid);
+    CREATE TABLE update_languages (uid INTEGER NOT NULL, language TEXT NOT NULL, PRIMARY KEY (uid, language))
+        WITHOUT ROWID;
+    CREATE INDEX update_languages_language ON update_languages (language, uid);
+    CREATE TABLE languages (language TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE hardware_ids (hardware_id TEXT NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (hardware_id, uid))
+        WITHOUT ROWID;
+    CREATE TABLE computer_hardware_ids (
+        computer_hardware_id TEXT NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (computer_hardware_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX computer_hardware_ids_uid ON computer_hardware_ids (uid);
+    -- Files of every stored revision, by SHA-1 (the content layout's key).
+    CREATE TABLE files (
+        sha1 TEXT PRIMARY KEY, size INTEGER NOT NULL, name TEXT NOT NULL, sha256 TEXT, blake3 TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE approvals (uid INTEGER PRIMARY KEY, action TEXT NOT NULL, change INTEGER NOT NULL);
+    CREATE INDEX approvals_change ON approvals (change);
+    CREATE TABLE tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def parse_anchor(anchor: str, current: int) -> int:
+    """The change number an anchor stands for; "" is 0. Refuses what this store cannot have handed out."""
+    if anchor == "":
+        return 0
+    if not anchor.isascii() or not anchor.isdigit() or len(anchor) > 19:
+        raise InputError(f"anchor {anchor!r} is malformed: pass back the anchor a previous answer returned, or ''")
+    value = int(anchor)
+    if value > current:
+        raise InputError(f"anchor {anchor!r} is ahead of this server (its latest is {current}): it is not from here")
+    return value
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Listing:
+    """The answer to a revisions or drivers request, read lazily from one consistent snapshot: ``anchor`` is the
+    change counter of that snapshot; ``revisions`` yields pages of (update id, revision); ``expired`` pages of
+    update ids."""
+
+    anchor: int
+    revisions: Iterator[list[tuple[str, int]]]
+    expired: Iterator[list[str]]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    name: str
+    created: str
+
+
+class Store:
+    """One connection to a server's metadata database. Not shared between threads: open one per thread."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.connection = connection
+        self.path = path
+        # Category ID -> (internal key, kind) for storing updates; categories are few and change rarely.
+        self._category_keys: dict[str, tuple[int, str]] = {}
+
+    # ---- opening, migrations, transactions ----
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> Store:
+        """Opens (and migrates) the store at ``path``; ``create`` makes a new one when it does not exist."""
+        if not create and not path.is_file():
+            raise InputError(f"no metadata database at {path} (is this a server directory? run `upmirror init`)")
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA busy_timeout = 30000")
+        connection.execute("PRAGMA foreign_keys = ON")
+        store = cls(connection, path)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        (version,) = self.connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise InputError(f"{self.path} has schema version {version}, newer than this upmirror ({SCHEMA_VERSION})")
+        for number in range(version, SCHEMA_VERSION):
+            # One script per step, in its own transaction with its version number: a crash leaves a whole step.
+            self.connection.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;"
+            )
+        self.connection.execute("INSERT OR IGNORE INTO settings VALUES ('server_id', ?)", (str(uuid.uuid4()),))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction (taken at once, so two writers queue instead of failing half-way)."""
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[int]:
+        """A read transaction: everything read inside sees one state of the store, whose anchor it yields."""
+        self.connection.execute("BEGIN")
+        try:
+            yield self.anchor()
+        finally:
+            self.connection.execute("COMMIT")
+
+    def anchor(self) -> int:
+        (value,) = self.connection.execute("SELECT value FROM change_counter").fetchone()
+        return int(value)
+
+    def _next_change(self) -> int:
+        (value,) = self.connection.execute("UPDATE change_counter SET value = value + 1 RETURNING value").fetchone()
+        return int(value)
+
+    @property
+    def server_id(self) -> str:
+        (value,) = self.connection.execute("SELECT value FROM settings WHERE key = 'server_id'").fetchone()
+        return str(value)
+
+    # ---- categories ----
+
+    def add_categories(self, categories: Iterable[Category]) -> int:
+        """Adds new categories and applies changed ones (one change number each); returns how many changed.
+        A product's parent must already be stored or come earlier in ``categories``."""
+        changed = 0
+        self._category_keys.clear()
+        with self.transaction():
+            for category in categories:
+                data = msgpack_encoder.encode(category)
+                row = self.connection.execute("SELECT data FROM categories WHERE id = ?", (category.id,)).fetchone()
+                if row is not None and row[0] == data:
+                    continue
+                if category.parent is not None and self._category_kind(category.parent) != "family":
+                    raise InputError(f"category {category.id} names parent {category.parent}, not a product family")
+                self.connection.execute(
+                    "INSERT INTO categories (id, kind, parent, change, data) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent = excluded.parent, "
+                    "change = excluded.change, data = excluded.data",
+                    (category.id, category.kind, category.parent, self._next_change(), data),
+                )
+                changed += 1
+        return changed
+
+    def _category_key(self, category_id: str, kinds: tuple[str, ...]) -> int:
+        """The internal key of a stored category of one of ``kinds``; anything else is bad input naming it."""
+        known = self._category_keys.get(category_id)
+        if known is None:
+            row = self.connection.execute("SELECT cid, kind FROM categories WHERE id = ?", (category_id,)).fetchone()
+            if row is not None:
+                known = self._category_keys[category_id] = (int(row[0]), str(row[1]))
+        if known is None or known[1] not in kinds:
+            raise InputError(f"unknown {kinds[-1]} {category_id!r}")
+        return known[0]
+
+    def _category_kind(self, category_id: str) -> str | None:
+        row = self.connection.execute("SELECT kind FROM categories WHERE id = ?", (category_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def categories_since(self, anchor: str) -> tuple[int, list[Category]]:
+        """Categories added or changed since ``anchor``, families before their products (the tree is small)."""
+        with self.snapshot() as current:
+            since = parse_anchor(anchor, current)
+            rows = self.connection.execute(
+                "SELECT data FROM categories WHERE change > ? ORDER BY kind = 'product', change", (since,)
+            ).fetchall()
+        return current, [category_decoder.decode(data) for (data,) in rows]
+
+    def categories(self) -> list[Category]:
+        return self.categories_since("")[1]
+
+    def category(self, category_id: str) -> Category | None:
+        row = self.connection.execute("SELECT data FROM categories WHERE id = ?", (category_id,)).fetchone()
+        return None if row is None else category_decoder.decode(row[0])
+
+    def _category_ids(self, ids: Iterable[str], kind: str, *, expand: bool) -> list[int]:
+        """Internal keys of the named categories of ``kind`` (products: expanded to every descendant in the tree as
+        it is now); an unknown ID is bad input naming it."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        kinds = ("family", "product") if kind == "product" else (kind,)
+        rows = self.connection.execute(
+            "SELECT id, cid FROM categories WHERE id IN (SELECT value FROM json_each(?)) "
+            "AND kind IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted), json.dumps(kinds)),
+        ).fetchall()
+        found: dict[str, int] = dict(rows)
+        unknown = [category_id for category_id in wanted if category_id not in found]
+        if unknown:
+            raise InputError(
+                f"unknown {kind} {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" * (len(unknown) > 1))
+            )
+        if not expand:
+            return list(found.values())
+        expanded = self.connection.execute(
+            "WITH RECURSIVE tree(cid, id) AS ("
+            " SELECT cid, id FROM categories WHERE cid IN (SELECT value FROM json_each(?))"
+            " UNION SELECT c.cid, c.id FROM categories c JOIN tree ON c.parent = tree.id)"
+            " SELECT cid FROM tree",
+            (json.dumps(list(found.values())),),
+        ).fetchall()
+        return [cid for (cid,) in expanded]
+
+    # ---- updates ----
+
+    def add_updates(self, updates: Iterable[Update]) -> int:
+        """Stores revisions in one transaction; returns how many were new. Every revision is kept; the newest one
+        describes the update for filtering. A revision already stored is skipped (adding is idempotent). The
+        update's products and classification must be stored categories."""
+        added = 0
+        with self.transaction():
+            for update in updates:
+                added += self._add_update(update)
+        return added
+
+    def _add_update(self, update: Update) -> bool:
+        row = self.connection.execute("SELECT uid, revision FROM updates WHERE id = ?", (update.id,)).fetchone()
+        if row is not None:
+            uid, latest = row
+            exists = self.connection.execute(
+                "SELECT 1 FROM revisions WHERE uid = ? AND revision = ?", (uid, update.revision)
+            ).fetchone()
+            if exists:
+                return False
+        classification = self._category_key(update.classification, ("classification",))
+        products = [self._category_key(product, ("family", "product")) for product in update.products]
+        change = self._next_change()
+        if row is None:
+            (uid,) = self.connection.execute(
+                "INSERT INTO updates (id, revision, classification, neutral, expired, change) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING uid",
+                (update.id, update.revision, classification, not update.languages, update.expired, change),
+            ).fetchone()
+            latest = 0
+        self.connection.execute(
+            "INSERT INTO revisions (uid, revision, change, data) VALUES (?, ?, ?, ?)",
+            (uid, update.revision, change, msgpack_encoder.encode(update)),
+        )
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO files (sha1, size, name, sha256, blake3) VALUES (?, ?, ?, ?, ?)",
+            [(f.sha1, f.size, f.name, f.sha256, f.blake3) for f in update.files],
+        )
+        if update.revision < latest:
+            return True  # an older revision: kept, but the newest still describes the update
+        self.connection.execute(
+            "UPDATE updates SET revision = ?, classification = ?, neutral = ?, expired = ?, change = ? WHERE uid = ?",
+            (update.revision, classification, not update.languages, update.expired, change, uid),
+        )
+        if latest:
+            for table in ("update_products", "update_languages", "hardware_ids", "computer_hardware_ids"):
+                self.connection.execute(f"DELETE FROM {table} WHERE uid = ?", (uid,))  # noqa: S608 (fixed names)
+        self.connection.executemany("INSERT INTO update_products VALUES (?, ?)", [(uid, p) for p in products])
+        languages = sorted(set(update.languages))
+        self.connection.executemany("INSERT INTO update_languages VALUES (?, ?)", [(uid, lang) for lang in languages])
+        self.connection.executemany("INSERT OR IGNORE INTO languages VALUES (?)", [(lang,) for lang in languages])
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO hardware_ids VALUES (?, ?)", [(h, uid) for h in update.hardware_ids]
+        )
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO computer_hardware_ids VALUES (?, ?)",
+            [(c, uid) for c in update.computer_hardware_ids],
+        )
+        return True
+
+    def expire(self, update_ids: Iterable[str]) -> int:
+        """Marks updates expired (a change each); returns how many were not expired before. Unknown IDs are bad
+        input."""
+        expired = 0
+        with self.transaction():
+            for update_id in update_ids:
+                uid, revision, already = self._update_row(update_id)
+                if already:
+                    continue
+                change = self._next_change()
+                latest = self._revision_blob(uid, revision)
+                record = msgspec.structs.replace(update_decoder.decode(latest), expired=True)
+                self.connection.execute(
+                    "UPDATE revisions SET data = ? WHERE uid = ? AND revision = ?",
+                    (msgpack_encoder.encode(record), uid, revision),
+                )
+                self.connection.execute("UPDATE updates SET expired = 1, change = ? WHERE uid = ?", (change, uid))
+                expired += 1
+        return expired
+
+    def _update_row(self, update_id: str) -> tuple[int, int, bool]:
+        row = self.connection.execute(
+            "SELECT uid, revision, expired FROM updates WHERE id = ?", (update_id,)
+        ).fetchone()
+        if row is None:
+            raise InputError(f"unknown update {update_id!r}")
+        return int(row[0]), int(row[1]), bool(row[2])
+
+    def _revision_blob(self, uid: int, revision: int) -> bytes:
+        (data,) = self.connection.execute(
+            "SELECT data FROM revisions WHERE uid = ? AND revision = ?", (uid, revision)
+        ).fetchone()
+        return bytes(data)
+
+    def update(self, update_id: str, revision: int | None = None) -> Update | None:
+        """One revision of an update (its latest when ``revision`` is None), or None when not stored."""
+        row = self.connection.execute(
+            "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid "
+            "WHERE u.id = ? AND r.revision = coalesce(?, u.revision)",
+            (update_id, revision),
+        ).fetchone()
+        return None if row is None else update_decoder.decode(row[0])
+
+    def revision_blobs(self, refs: Sequence[tuple[str, int]]) -> list[bytes]:
+        """The stored MessagePack of each (update id, revision), in order; an unknown one is bad input naming it."""
+        blobs = []
+        for update_id, revision in refs:
+            row = self.connection.execute(
+                "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid WHERE u.id = ? AND r.revision = ?",
+                (update_id, revision),
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"unknown revision {revision} of update {update_id}")
+            blobs.append(bytes(row[0]))
+        return blobs
+
+    def latest_revisions(self) -> Iterator[tuple[str, int, bool]]:
+        """(update id, latest revision, expired) of every update, in storage order, read page by page."""
+        cursor = self.connection.execute("SELECT id, revision, expired FROM updates ORDER BY uid")
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for update_id, revision, expired in page:
+                yield update_id, revision, bool(expired)
+
+    def update_count(self) -> int:
+        (count,) = self.connection.execute("SELECT count(*) FROM updates").fetchone()
+        return int(count)
+
+    def revision_count(self) -> int:
+        (count,) = self.connection.execute("SELECT count(*) FROM revisions").fetchone()
+        return int(count)
+
+    def languages(self) -> list[str]:
+        """Every language some stored update carries: what this server offers downstream."""
+        return [language for (language,) in self.connection.execute("SELECT language FROM languages ORDER BY 1")]
+
+    def mean_file_size(self) -> float | None:
+        (mean,) = self.connection.execute("SELECT avg(size) FROM files").fetchone()
+        return None if mean is None else float(mean)
+
+    def content_files(self) -> Iterator[FileRef]:
+        """Every file some stored revision names, by SHA-1, read page by page."""
+        cursor = self.connection.execute("SELECT sha1, size, name, sha256, blake3 FROM files ORDER BY sha1")
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for sha1, size, name, sha256, blake3 in page:
+                yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3)
+
+    # ---- the filter (see the module's description) ----
+
+    @contextmanager
+    def revisions_since(self, request: RevisionsRequest) -> Iterator[Listing]:
+        """The updates a downstream with this filter must fetch, and those that expired, since its anchor."""
+        with self.snapshot() as current:
+            since = parse_anchor(request.anchor, current)
+            offered = set(self.languages())
+            unknown = [item.id for item in request.languages if item.id not in offered]
+            if unknown:
+                raise InputError(f"language {unknown[0]!r} is not offered by this server")
+            parameters = {
+                "since": since,
+                "products": self._items(request.products, "product", fresh=None),
+                "products_new": self._items(request.products, "product", fresh=True),
+                "classifications": self._items(request.classifications, "classification", fresh=None),
+                "classifications_new": self._items(request.classifications, "classification", fresh=True),
+                "languages": _ids(request.languages, fresh=None),
+                "languages_new": _ids(request.languages, fresh=True),
+            }
+            matches = (
+                "EXISTS (SELECT 1 FROM update_products p WHERE p.uid = u.uid"
+                " AND p.product IN (SELECT value FROM json_each(:products)))"
+                " AND u.classification IN (SELECT value FROM json_each(:classifications))"
+                " AND (u.neutral OR EXISTS (SELECT 1 FROM update_languages l WHERE l.uid = u.uid"
+                " AND l.language IN (SELECT value FROM json_each(:languages))))"
+            )
+            new_item_tests = [
+                "EXISTS (SELECT 1 FROM update_products p WHERE p.uid = u.uid"
+                " AND p.product IN (SELECT value FROM json_each(:products_new)))"
+                if any(not item.delta for item in request.products)
+                else "",
+                "u.classification IN (SELECT value FROM json_each(:classifications_new))"
+                if any(not item.delta for item in request.classifications)
+                else "",
+                "EXISTS (SELECT 1 FROM update_languages l WHERE l.uid = u.uid"
+                " AND l.language IN (SELECT value FROM json_each(:languages_new)))"
+                if any(not item.delta for item in request.languages)
+                else "",
+            ]
+            # Without new items the answer is only what changed: then the change index drives the query, so a sync
+            # with nothing new costs almost nothing whatever the catalog's size.
+            wanted = " OR ".join(["u.change > :since", *filter(None, new_item_tests)])
+            revisions = self.connection.execute(
+                f"SELECT u.id, u.revision FROM updates u WHERE NOT u.expired AND {matches}"  # noqa: S608 (fixed SQL)
+                f" AND ({wanted}) ORDER BY u.uid",
+                parameters,
+            )
+            expired = self.connection.execute(
+                f"SELECT u.id FROM updates u WHERE u.expired AND u.change > :since AND {matches} ORDER BY u.uid",  # noqa: S608
+                parameters,
+            )
+            yield Listing(current, _pages(revisions), (list(ids) for ids in _single_column_pages(expired)))
+
+    def _items(self, items: Sequence[FilterItem], kind: str, *, fresh: bool | None) -> str:
+        """The internal keys of the filter items (all, or only the new ones when ``fresh``) as a JSON array."""
+        chosen = [item.id for item in items if fresh is None or (not item.delta) == fresh]
+        return json.dumps(self._category_ids(chosen, kind, expand=kind == "product"))
+
+    @contextmanager
+    def drivers_since(self, request: DriversRequest) -> Iterator[Listing]:
+        """Driver updates for an inventory roll-up: those with a reported hardware ID and, when they target
+        particular computers, a reported computer hardware ID; changed since the anchor or matching a newly
+        reported ID (the same delta rule as revisions)."""
+        with self.snapshot() as current:
+            since = parse_anchor(request.anchor, current)
+            parameters = {
+                "since": since,
+                "hardware": _ids(request.hardware_ids, fresh=None),
+                "hardware_new": _ids(request.hardware_ids, fresh=True),
+                "computers": _ids(request.computer_hardware_ids, fresh=None),
+                "computers_new": _ids(request.computer_hardware_ids, fresh=True),
+            }
+            candidates = (
+                "WITH candidates(uid) AS (SELECT DISTINCT h.uid FROM hardware_ids h"
+                " WHERE h.hardware_id IN (SELECT value FROM json_each(:hardware)))"
+                " SELECT {columns} FROM candidates JOIN updates u ON u.uid = candidates.uid"
+                " WHERE (NOT EXISTS (SELECT 1 FROM computer_hardware_ids c WHERE c.uid = u.uid)"
+                " OR EXISTS (SELECT 1 FROM computer_hardware_ids c WHERE c.uid = u.uid"
+                " AND c.computer_hardware_id IN (SELECT value FROM json_each(:computers))))"
+                " AND {condition} ORDER BY u.uid"
+            )
+            through_new_id = (
+                "EXISTS (SELECT 1 FROM hardware_ids h WHERE h.uid = u.uid"
+                " AND h.hardware_id IN (SELECT value FROM json_each(:hardware_new)))"
+                " OR EXISTS (SELECT 1 FROM computer_hardware_ids c WHERE c.uid = u.uid"
+                " AND c.computer_hardware_id IN (SELECT value FROM json_each(:computers_new)))"
+            )
+            revisions = self.connection.execute(
+                candidates.format(
+                    columns="u.id, u.revision", condition=f"NOT u.expired AND (u.change > :since OR {through_new_id})"
+                ),
+                parameters,
+            )
+            expired = self.connection.execute(
+                candidates.format(columns="u.id", condition="u.expired AND u.change > :since"), parameters
+            )
+            yield Listing(current, _pages(revisions), (list(ids) for ids in _single_column_pages(expired)))
+
+    # ---- approvals (replicas mirror them) ----
+
+    def approve(self, update_id: str) -> None:
+        self._set_approval(update_id, "approved")
+
+    def decline(self, update_id: str) -> None:
+        self._set_approval(update_id, "declined")
+
+    def reinstate(self, update_id: str) -> None:
+        """A declined update goes back to "not approved" (WSUS's reinstate)."""
+        self._set_approval(update_id, "not_approved")
+
+    def _set_approval(self, update_id: str, action: ApprovalAction) -> None:
+        with self.transaction():
+            uid = self._update_row(update_id)[0]
+            row = self.connection.execute("SELECT action FROM approvals WHERE uid = ?", (uid,)).fetchone()
+            if (row[0] if row else "not_approved") == action:
+                return
+            self.connection.execute(
+                "INSERT INTO approvals (uid, action, change) VALUES (?, ?, ?) "
+                "ON CONFLICT (uid) DO UPDATE SET action = excluded.action, change = excluded.change",
+                (uid, action, self._next_change()),
+            )
+
+    def approval(self, update_id: str) -> ApprovalAction:
+        uid = self._update_row(update_id)[0]
+        row = self.connection.execute("SELECT action FROM approvals WHERE uid = ?", (uid,)).fetchone()
+        action: ApprovalAction = row[0] if row else "not_approved"
+        return action
+
+    def approvals_since(self, anchor: str) -> tuple[int, list[Approval]]:
+        """Approvals, declines and reinstatements since ``anchor`` (each update's latest decision), oldest first."""
+        with self.snapshot() as current:
+            since = parse_anchor(anchor, current)
+            rows = self.connection.execute(
+                "SELECT u.id, a.action FROM approvals a JOIN updates u ON u.uid = a.uid "
+                "WHERE a.change > ? ORDER BY a.change",
+                (since,),
+            ).fetchall()
+        return current, [Approval(update_id=update_id, action=action) for update_id, action in rows]
+
+    # ---- downstream tokens (stored as SHA-256 only) ----
+
+    def add_token(self, name: str) -> str:
+        """Issues a new bearer token named ``name`` and returns it; only its SHA-256 is kept."""
+        if not TOKEN_NAME.match(name):
+            raise InputError(f"token name {name!r} is not allowed; use letters, digits, '.', '_', '-', '@' (max 64)")
+        token = secrets.token_urlsafe(32)
+        created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        with self.transaction():
+            try:
+                self.connection.execute("INSERT INTO tokens VALUES (?, ?, ?)", (name, hash_token(token), created))
+            except sqlite3.IntegrityError:
+                raise InputError(f"a token named {name!r} already exists (revoke it first)") from None
+        return token
+
+    def tokens(self) -> list[TokenInfo]:
+        rows = self.connection.execute("SELECT name, created FROM tokens ORDER BY name")
+        return [TokenInfo(name, created) for name, created in rows]
+
+    def revoke_token(self, name: str) -> None:
+        with self.transaction():
+            if self.connection.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount == 0:
+                raise InputError(f"no token named {name!r}")
+
+    def token_name(self, token: str) -> str | None:
+        """The name of the token, or None when it is not a valid (unrevoked) token of this server."""
+        row = self.connection.execute("SELECT name FROM tokens WHERE sha256 = ?", (hash_token(token),)).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _ids(items: Sequence[FilterItem], *, fresh: bool | None) -> str:
+    """The IDs of the filter items (all, or only those new to the filter when ``fresh``) as a JSON array for SQL."""
+    return json.dumps([item.id for item in items if fresh is None or (not item.delta) == fresh])
+
+
+def _pages(cursor: sqlite3.Cursor) -> Iterator[list[tuple[str, int]]]:
+    while page := cursor.fetchmany(PAGE_ROWS):
+        yield page
+
+
+def _single_column_pages(cursor: sqlite3.Cursor) -> Iterator[list[str]]:
+    while page := cursor.fetchmany(PAGE_ROWS):
+        yield [value for (value,) in page]

@@ -1,0 +1,156 @@
+"""Bad input at every endpoint of a running ``upmirror serve``: random bytes, random MessagePack documents, near-valid
+records with wrong values, odd anchors, paths and Range headers. The answer is always a clear 4xx with a one-line
+message (or a success for input that happens to be valid), never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.upmirror_server import Reply, UpmirrorServer, add_token
+from tests.test_server import upmirror
+from upmirror import wsus
+from upmirror.model import FilterItem, RevisionRef, RevisionsRequest, RevisionsResponse, UpdatesRequest
+
+POST_ENDPOINTS = ("/api/v1/revisions", "/api/v1/updates", "/api/v1/approvals", "/api/v1/drivers")
+# Characters allowed in a header value (aiohttp's HTTP parser itself refuses control characters).
+HEADER_CHARACTERS = string.ascii_letters + string.digits + string.punctuation + " "
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpmirrorServer]:
+    directory = tmp_path_factory.mktemp("root")
+    done = upmirror("catalog", "generate", directory, "--updates", "60", "--content-size", "2M", "--seed", "2")
+    assert done.returncode == 0, done.stderr
+    with UpmirrorServer(directory, token=add_token(directory)) as running:
+        yield running
+
+
+def assert_clear(reply: Reply, *allowed: int) -> None:
+    assert reply.status < 500, reply.body
+    assert reply.status in allowed, (reply.status, reply.body)
+    if reply.status >= 400:
+        message = reply.body.decode()
+        assert message.strip(), "a 4xx carries a message"
+        assert message.count("\n") <= 1, message
+        assert "Traceback" not in message
+
+
+plain = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=50)
+    | st.binary(max_size=50)
+)
+documents = st.recursive(
+    plain,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+field_names = st.sampled_from(
+    ["anchor", "products", "classifications", "languages", "revisions", "hardware_ids", "computer_hardware_ids", "x"]
+)
+near_valid = st.dictionaries(field_names, documents | st.lists(st.tuples(st.text(max_size=40), documents), max_size=4))
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(POST_ENDPOINTS), body=st.binary(max_size=300))
+def test_random_bytes(server: UpmirrorServer, endpoint: str, body: bytes) -> None:
+    assert_clear(server.call("POST", endpoint, body), 200, 400)
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(POST_ENDPOINTS), document=documents | near_valid)
+def test_random_documents(server: UpmirrorServer, endpoint: str, document: Any) -> None:
+    assert_clear(server.call("POST", endpoint, msgspec.msgpack.encode(document)), 200, 400, 404, 413)
+
+
+@FUZZ
+@given(anchor=st.text(max_size=30))
+def test_random_anchors(server: UpmirrorServer, anchor: str) -> None:
+
+    assert_clear(server.call("GET", f"/api/v1/categories?anchor={quote(anchor)}"), 200, 400)
+    assert_clear(server.call("POST", "/api/v1/revisions", RevisionsRequest(anchor=anchor)), 200, 400)
+
+
+@FUZZ
+@given(
+    folder=st.text(string.printable, max_size=4),
+    name=st.text(string.ascii_letters + string.digits + "._-%", max_size=50),
+    range_header=st.none() | st.text(HEADER_CHARACTERS, max_size=40) | st.from_regex(r"\Abytes=[0-9,\- ]{0,30}\Z"),
+)
+def test_random_content_requests(server: UpmirrorServer, folder: str, name: str, range_header: str | None) -> None:
+
+    headers = {} if range_header is None else {"Range": range_header}
+    reply = server.call("GET", f"/Content/{quote(folder, safe='')}/{quote(name, safe='')}", headers=headers)
+    assert_clear(reply, 404)
+
+
+@FUZZ
+@given(range_header=st.from_regex(r"\Abytes=[0-9,\- ]{0,40}\Z") | st.text(HEADER_CHARACTERS, max_size=40))
+def test_random_ranges_on_a_real_file(server: UpmirrorServer, range_header: str) -> None:
+    path = next(p for p in (server.directory / "content").rglob("*") if p.is_file())
+    reply = server.call(
+        "GET",
+        "/Content/" + path.relative_to(server.directory / "content").as_posix(),
+        headers={"Range": range_header},
+    )
+    assert_clear(reply, 200, 206, 416)
+    if reply.status == 200:
+        assert reply.body == path.read_bytes()
+
+
+def test_named_bad_inputs(server: UpmirrorServer) -> None:
+    cases: list[tuple[str, str, bytes | object, int, str]] = [
+        ("POST", "/api/v1/revisions", b"\xc1", 400, "malformed"),
+        ("POST", "/api/v1/revisions", {"anchor": 5}, 400, "Expected `str`"),
+        ("POST", "/api/v1/revisions", {"products": [["not-a-guid", True]]}, 400, "unknown product"),
+        ("POST", "/api/v1/revisions", {"unknown_field": 1}, 400, "unknown_field"),
+        ("POST", "/api/v1/revisions", RevisionsRequest(anchor="abc"), 400, "malformed"),
+        ("POST", "/api/v1/revisions", RevisionsRequest(anchor="99999999"), 400, "ahead of this server"),
+        ("POST", "/api/v1/revisions", RevisionsRequest(classifications=[FilterItem("nope")]), 400, "unknown"),
+        ("POST", "/api/v1/updates", {"revisions": [["x", 1]]}, 400, "Expected `str` matching regex"),
+        ("POST", "/api/v1/updates", {"revisions": [[wsus.SECURITY_UPDATES, 0]]}, 400, "Expected `int` >= 1"),
+        ("POST", "/api/v1/updates", UpdatesRequest(revisions=[RevisionRef(wsus.SECURITY_UPDATES, 1)]), 404, "unknown"),
+        ("POST", "/api/v1/approvals", {"anchor": "-3"}, 400, "malformed"),
+        ("POST", "/api/v1/drivers", {"hardware_ids": "PCI"}, 400, "Expected `array`"),
+        ("GET", "/api/v1/categories?anchor=12x", b"", 400, "malformed"),
+    ]
+    for method, path, body, status, text in cases:
+        reply = server.call(method, path, body)
+        assert reply.status == status, (path, body, reply.body)
+        assert text in reply.body.decode(), (path, body, reply.body)
+
+
+def test_oversized_bodies_and_batches(server: UpmirrorServer) -> None:
+    reply = server.call("POST", "/api/v1/revisions", b"\x00" * (17 << 20))
+    assert reply.status == 413
+    every = server.call(
+        "POST",
+        "/api/v1/revisions",
+        RevisionsRequest(
+            products=[FilterItem(wsus.WINDOWS_FAMILY, False)],
+            classifications=[FilterItem(c, False) for c in wsus.CLASSIFICATIONS.values()],
+        ),
+    ).decode(RevisionsResponse)
+    refs = [RevisionRef(every.revisions[0].update_id, every.revisions[0].revision)] * 101
+    assert_clear(server.call("POST", "/api/v1/updates", UpdatesRequest(revisions=refs)), 413)
+    assert_clear(server.call("POST", "/api/v1/updates", UpdatesRequest(revisions=refs[:100])), 200)
+    too_many_items = {"products": [[wsus.WINDOWS_FAMILY, True]] * 10_001}
+    assert_clear(server.call("POST", "/api/v1/revisions", too_many_items), 400)
+
+
+def test_the_server_survives_and_logged_no_traceback(server: UpmirrorServer, tmp_path: Path) -> None:
+    assert server.call("GET", "/api/v1/server").status == 200
+    assert "Traceback" not in server.stderr()
