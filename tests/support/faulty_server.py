@@ -65,6 +65,8 @@ class FaultyServer:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._last_headers: dict[str, dict[str, str]] = {}
+        self._active = 0
+        self.max_active = 0  # the most requests served at the same time
 
     @property
     def url(self) -> str:
@@ -103,6 +105,16 @@ class FaultyServer:
                 state.requests = 0
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+        try:
+            return await self._respond(request)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             self._last_headers[request.path] = dict(request.headers)
             state = self._paths.get(request.path)

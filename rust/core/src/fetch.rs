@@ -507,18 +507,25 @@ async fn attempt_file(
     }
     // A chunked download, or a file of unknown size: resume what an earlier run verified, then probe with the first
     // missing chunk, whose answer says whether the server honours Range, the file's size and its validator.
-    let resumed = match job.size {
-        Some(size) if !fresh => {
-            let part = paths.part.clone();
-            let journal = paths.journal.clone();
-            tokio::task::spawn_blocking(move || load_journal(&part, &journal, size, chunk_size))
-                .await
-                .expect("journal loading does not panic")
-        }
-        _ => None,
+    let resumed = if fresh {
+        None
+    } else {
+        let part = paths.part.clone();
+        let journal = paths.journal.clone();
+        let expected_size = job.size;
+        tokio::task::spawn_blocking(move || load_journal(&part, &journal, expected_size, chunk_size))
+            .await
+            .expect("journal loading does not panic")
     };
     if resumed.is_none() {
         paths.discard();
+    }
+    // `upmirror fetch` learns a size from the server; a journal remembers the size it learned.
+    let known_size = job.size.or(resumed.as_ref().map(|r| r.size));
+    if job.size.is_none()
+        && let Some(size) = known_size
+    {
+        context.progress.add_total(0, size);
     }
     let first_missing = match &resumed {
         Some(r) => r.done.iter().position(|done| !done),
@@ -526,11 +533,11 @@ async fn attempt_file(
     };
     let Some(first_missing) = first_missing else {
         let resumed = resumed.expect("all chunks done implies a journal");
-        let size = job.size.expect("journals exist only for known sizes");
+        let size = resumed.size;
         return finish_chunked(context, job, paths, size, resumed, None, fresh).await;
     };
     let start = first_missing as u64 * chunk_size;
-    let end = job.size.map_or(start + chunk_size, |size| size.min(start + chunk_size));
+    let end = known_size.map_or(start + chunk_size, |size| size.min(start + chunk_size));
     let probe = request(context, job, Some((start, end)), fresh, &mut attempts).await?;
     let status = probe.response.response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && job.size.is_none() {
@@ -559,7 +566,7 @@ async fn attempt_file(
     }
     let size = range.total;
     let validator = validator_of(probe.response.response.headers());
-    if job.size.is_none() {
+    if known_size.is_none() {
         context.progress.add_total(0, size);
         if size <= chunk_size {
             // The probe was the whole file.
@@ -567,7 +574,7 @@ async fn attempt_file(
         }
     }
     let resumed = match resumed {
-        Some(r) if r.validator == validator => r,
+        Some(r) if r.validator == validator && r.size == size => r,
         Some(_) => return Err(FileError::Restart("the file changed upstream since the interrupted run".into())),
         None => {
             let part = paths.part.clone();
@@ -1042,6 +1049,7 @@ fn hash_behind(file: &ChunkedFile, algorithms: AlgorithmSet) -> Result<Option<Di
 
 /// The state an interrupted run left: the validator the server gave then, and which chunks were verified.
 struct Journal {
+    size: u64,
     validator: String,
     done: Vec<bool>,
 }
@@ -1065,6 +1073,7 @@ fn start_journal(part: &Path, journal: &Path, size: u64, chunk_size: u64, valida
     header.extend_from_slice(validator);
     fs::write(journal, header).at(journal)?;
     Ok(Journal {
+        size,
         validator: String::from_utf8_lossy(validator).into_owned(),
         done: vec![false; size.div_ceil(chunk_size) as usize],
     })
@@ -1084,16 +1093,17 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 }
 
 /// Reads a journal left by an interrupted run and keeps the chunks whose bytes still match their XXH3. `None` when
-/// there is none, or it belongs to another size or chunk size (the file starts over).
-fn load_journal(part: &Path, journal: &Path, size: u64, chunk_size: u64) -> Option<Journal> {
+/// there is none, or it belongs to another size (when the size is known) or chunk size: the file starts over.
+fn load_journal(part: &Path, journal: &Path, expected_size: Option<u64>, chunk_size: u64) -> Option<Journal> {
     let mut bytes = Vec::new();
     File::open(journal).ok()?.read_to_end(&mut bytes).ok()?;
-    let file = File::open(part).ok()?;
-    if file.metadata().ok()?.len() != size {
+    let field = |at: usize| bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let size = field(8)?;
+    if bytes.get(..8)? != JOURNAL_MAGIC || expected_size.is_some_and(|e| e != size) || field(16)? != chunk_size {
         return None;
     }
-    let field = |at: usize| bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    if bytes.get(..8)? != JOURNAL_MAGIC || field(8)? != size || field(16)? != chunk_size {
+    let file = File::open(part).ok()?;
+    if file.metadata().ok()?.len() != size {
         return None;
     }
     let validator_len = usize::try_from(field(24)?).ok()?;
@@ -1114,7 +1124,7 @@ fn load_journal(part: &Path, journal: &Path, size: u64, chunk_size: u64) -> Opti
             done[index] = true;
         }
     }
-    Some(Journal { validator, done })
+    Some(Journal { size, validator, done })
 }
 
 struct ContentRange {
@@ -1213,9 +1223,11 @@ mod tests {
         OpenOptions::new().append(true).open(&journal).unwrap().write_all(&records[..40]).unwrap();
         // Chunk 1's bytes are damaged after their record was written; the torn third record is ignored.
         file.write_all_at(b"X", chunk + 7).unwrap();
-        let loaded = load_journal(&part, &journal, size, chunk).unwrap();
+        let loaded = load_journal(&part, &journal, None, chunk).unwrap();
+        assert_eq!(loaded.size, size);
         assert_eq!(loaded.validator, "\"etag\"");
         assert_eq!(loaded.done, vec![true, false, false]);
-        assert!(load_journal(&part, &journal, size, chunk * 2).is_none());
+        assert!(load_journal(&part, &journal, Some(size), chunk * 2).is_none());
+        assert!(load_journal(&part, &journal, Some(size + 1), chunk).is_none());
     }
 }
