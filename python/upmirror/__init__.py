@@ -5,9 +5,18 @@ The fast parts (hashing, downloads, the content store, copies, dedup) live in th
 """
 
 from upmirror._native import (
+    DigestMismatchError,
+    DownloadJob,
+    DownloadReport,
     FileDigests,
+    FileOutcome,
     Hasher,
+    HttpClient,
+    HttpError,
+    HttpResponse,
     ProgressSnapshot,
+    ProxyAuthenticationError,
+    TlsError,
     UpmirrorError,
     __version__,
     content_relative_path,
@@ -18,10 +27,19 @@ from upmirror._native import (
 from upmirror.errors import InputError
 
 __all__ = [
+    "DigestMismatchError",
+    "DownloadJob",
+    "DownloadReport",
     "FileDigests",
+    "FileOutcome",
     "Hasher",
+    "HttpClient",
+    "HttpError",
+    "HttpResponse",
     "InputError",
     "ProgressSnapshot",
+    "ProxyAuthenticationError",
+    "TlsError",
     "UpmirrorError",
     "__version__",
     "content_relative_path",

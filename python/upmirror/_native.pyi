@@ -2,13 +2,23 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import final
 
 __version__: str
 __all__ = [
+    "DigestMismatchError",
+    "DownloadJob",
+    "DownloadReport",
     "FileDigests",
+    "FileOutcome",
     "Hasher",
+    "HttpClient",
+    "HttpError",
+    "HttpResponse",
     "ProgressSnapshot",
+    "ProxyAuthenticationError",
+    "TlsError",
     "UpmirrorError",
     "__version__",
     "content_relative_path",
@@ -19,6 +29,18 @@ __all__ = [
 
 class UpmirrorError(Exception):
     """The root of every error upmirror raises on purpose."""
+
+class HttpError(UpmirrorError):
+    """A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."""
+
+class TlsError(HttpError):
+    """The TLS handshake failed (untrusted or mismatched certificate)."""
+
+class ProxyAuthenticationError(HttpError):
+    """The proxy wants authentication upmirror may not or cannot give; the message says which, never a credential."""
+
+class DigestMismatchError(UpmirrorError):
+    """Downloaded bytes did not match the digest the metadata promised; nothing was placed."""
 
 @final
 class ProgressSnapshot:
@@ -80,3 +102,114 @@ def hash_files(
 ) -> list[FileDigests | OSError]: ...
 def content_relative_path(sha1: str, extension: str) -> str: ...
 def parse_content_path(relative: str) -> tuple[str, str]: ...
+
+@final
+class HttpResponse:
+    """A whole HTTP response: status, headers (in order, names lower-case) and body."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+    @property
+    def body(self) -> bytes: ...
+    def header(self, name: str) -> str | None: ...
+
+@final
+class DownloadJob:
+    """One file to download: into the content store (``content``) or as a plain file (``file``)."""
+
+    @staticmethod
+    def content(
+        url: str, sha1: str, extension: str, size: int, *, sha256: str | None = None, blake3: str | None = None
+    ) -> DownloadJob: ...
+    @staticmethod
+    def file(
+        url: str,
+        *,
+        file_name: str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        blake3: str | None = None,
+        sha1: str | None = None,
+    ) -> DownloadJob: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def relative_path(self) -> str: ...
+
+@final
+class FileOutcome:
+    """What became of one job: ``status`` is "placed", "skipped" or "failed" (``reason`` then names the file)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def path(self) -> Path | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def bytes_fetched(self) -> int: ...
+    @property
+    def bytes_reused(self) -> int: ...
+
+@final
+class DownloadReport:
+    """The result of a download: one outcome per job (in job order) and the byte counts."""
+
+    @property
+    def outcomes(self) -> list[FileOutcome]: ...
+    @property
+    def failures(self) -> list[FileOutcome]: ...
+    @property
+    def placed(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def bytes_transferred(self) -> int: ...
+    @property
+    def bytes_reused(self) -> int: ...
+    @property
+    def elapsed_seconds(self) -> float: ...
+
+@final
+class HttpClient:
+    """The one HTTP client, built from the server's options; credentials stay inside and are never shown."""
+
+    def __new__(
+        cls,
+        *,
+        ca_file: _StrPath | None = None,
+        verify_tls: bool = True,
+        proxy_url: str | None = None,
+        proxy_user: str | None = None,
+        proxy_domain: str | None = None,
+        proxy_password: str | None = None,
+        allow_basic_auth: bool = False,
+        bearer_token: str | None = None,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 30.0,
+        max_connections_per_host: int = 16,
+        user_agent: str | None = None,
+    ) -> HttpClient: ...
+    def request(
+        self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse: ...
+    def download(
+        self,
+        jobs: Sequence[DownloadJob],
+        directory: _StrPath,
+        *,
+        connections: int | None = None,
+        chunk_size: int | None = None,
+        max_in_flight_bytes: int | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        progress: _ProgressCallback | None = None,
+    ) -> DownloadReport: ...

@@ -17,6 +17,24 @@ pub enum Error {
     /// The caller passed something the core cannot work with (an unknown algorithm name, an empty set).
     #[error("{0}")]
     InvalidInput(String),
+
+    /// A transfer failed after its retries: unreachable, reset, stalled, or an HTTP error status. The URL carries
+    /// no credentials.
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+
+    /// The TLS handshake failed: an untrusted or mismatched certificate, or a protocol error.
+    #[error("{url}: TLS: {message}")]
+    Tls { url: String, message: String },
+
+    /// The proxy refused to forward without authentication upmirror may or can give; the message says why and never
+    /// holds a credential.
+    #[error("{0}")]
+    ProxyAuthentication(String),
+
+    /// Downloaded bytes did not match the digest the metadata promised; nothing was placed.
+    #[error("{name}: {algorithm} digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { name: String, algorithm: &'static str, expected: String, actual: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

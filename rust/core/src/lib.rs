@@ -2,11 +2,15 @@
 //! store, copying and deduplication). The `upmirror-py` crate exposes it to the Python orchestrator.
 
 pub mod error;
+pub mod fetch;
 pub mod hash;
+pub mod http;
 pub mod progress;
 pub mod store;
 
 pub use error::{Error, Result};
+pub use fetch::{DownloadJob, DownloadOptions, DownloadReport, ExpectedDigests, FileOutcome, JobTarget};
 pub use hash::{Algorithm, AlgorithmSet, Digests, MultiHasher, hash_file, hash_files};
+pub use http::{HttpClient, HttpOptions, HttpResponse, ProxyOptions};
 pub use progress::{Progress, ProgressSnapshot};
 pub use store::{ContentName, ContentStore};

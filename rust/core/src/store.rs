@@ -119,13 +119,8 @@ impl ContentStore {
     /// Moves a verified file into its final path: flushed to disk first, then renamed atomically, so a crash leaves
     /// either no file or the whole verified file at the final path, never a partial one.
     pub fn place_verified(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
-        File::open(verified).and_then(|f| f.sync_all()).at(verified)?;
         let target = self.path_of(name);
-        let folder = target.parent().expect("a content path has a folder");
-        fs::create_dir_all(folder).at(folder)?;
-        fs::rename(verified, &target).at(&target)?;
-        // The rename is durable only once the folder's entry is.
-        File::open(folder).and_then(|f| f.sync_all()).at(folder)?;
+        place_durably(verified, &target)?;
         Ok(target)
     }
 
@@ -137,6 +132,18 @@ impl ContentStore {
             _ => Ok(()),
         }
     }
+}
+
+/// Flushes a finished file to disk, then renames it to `target` atomically and makes the rename durable: a crash
+/// leaves either no file or the whole file at `target`. Used for the content store and for plain downloads alike.
+pub fn place_durably(finished: &Path, target: &Path) -> Result<()> {
+    File::open(finished).and_then(|f| f.sync_all()).at(finished)?;
+    let folder = target.parent().expect("a target path has a folder");
+    fs::create_dir_all(folder).at(folder)?;
+    fs::rename(finished, target).at(target)?;
+    // The rename is durable only once the folder's entry is.
+    File::open(folder).and_then(|f| f.sync_all()).at(folder)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,25 @@ use pyo3::prelude::*;
 use upmirror_core::Error;
 
 create_exception!(upmirror, UpmirrorError, PyException, "The root of every error upmirror raises on purpose.");
+create_exception!(
+    upmirror,
+    HttpError,
+    UpmirrorError,
+    "A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."
+);
+create_exception!(upmirror, TlsError, HttpError, "The TLS handshake failed (untrusted or mismatched certificate).");
+create_exception!(
+    upmirror,
+    ProxyAuthenticationError,
+    HttpError,
+    "The proxy wants authentication upmirror may not or cannot give; the message says which, never a credential."
+);
+create_exception!(
+    upmirror,
+    DigestMismatchError,
+    UpmirrorError,
+    "Downloaded bytes did not match the digest the metadata promised; nothing was placed."
+);
 
 /// Converts a core error into the matching Python exception. (A free function: the orphan rule forbids `From`.)
 pub fn to_py_err(error: Error) -> PyErr {
@@ -21,6 +40,10 @@ pub fn to_py_err(error: Error) -> PyErr {
         }
         Error::Cancelled => PyKeyboardInterrupt::new_err("cancelled"),
         Error::InvalidInput(message) => PyValueError::new_err(message),
+        error @ Error::Http { .. } => HttpError::new_err(error.to_string()),
+        error @ Error::Tls { .. } => TlsError::new_err(error.to_string()),
+        Error::ProxyAuthentication(message) => ProxyAuthenticationError::new_err(message),
+        error @ Error::DigestMismatch { .. } => DigestMismatchError::new_err(error.to_string()),
     }
 }
 
@@ -41,5 +64,9 @@ impl<T> IntoPyResult<T> for upmirror_core::Result<T> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UpmirrorError", m.py().get_type::<UpmirrorError>())?;
+    m.add("HttpError", m.py().get_type::<HttpError>())?;
+    m.add("TlsError", m.py().get_type::<TlsError>())?;
+    m.add("ProxyAuthenticationError", m.py().get_type::<ProxyAuthenticationError>())?;
+    m.add("DigestMismatchError", m.py().get_type::<DigestMismatchError>())?;
     Ok(())
 }

@@ -3,11 +3,15 @@
 
 // PyO3 hands Python arguments over as owned values; borrowing them is not an option the macros offer.
 #![allow(clippy::needless_pass_by_value)]
+// Python keyword arguments mirror the server's options one to one.
+#![allow(clippy::too_many_arguments)]
 
 use pyo3::prelude::*;
 
 mod errors;
+mod fetch;
 mod hash;
+mod http;
 mod progress;
 mod store;
 
@@ -18,5 +22,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     progress::register(m)?;
     hash::register(m)?;
     store::register(m)?;
+    http::register(m)?;
+    fetch::register(m)?;
     Ok(())
 }

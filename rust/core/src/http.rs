@@ -1,0 +1,456 @@
+//! The one HTTP client of upmirror (reqwest on rustls), built from the server's options: TLS verified against the
+//! system roots or a given CA bundle, connect and read timeouts, an HTTP proxy whose Basic credentials are sent only
+//! when "allow basic authentication" is on, the upstream's bearer token, and connection reuse with a per-host cap.
+//! Metadata requests and content downloads both go through it, on the one process-wide tokio runtime.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use tokio::runtime::Runtime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// The runtime every network task of the process runs on: created once, on first use, never one per call.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get).max(2);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("upmirror-net")
+            .enable_all()
+            .build()
+            .expect("the tokio runtime starts")
+    })
+}
+
+/// The proxy settings of WSUS: a URL, a user (optionally in a Windows domain) and a password, and whether Basic
+/// authentication (which sends the password in clear text) is allowed.
+#[derive(Clone, Default)]
+pub struct ProxyOptions {
+    pub url: String,
+    pub user: Option<String>,
+    pub domain: Option<String>,
+    pub password: Option<String>,
+    pub allow_basic_auth: bool,
+}
+
+/// Printed without the password, so options can be logged safely.
+impl fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyOptions")
+            .field("url", &self.url)
+            .field("user", &self.user.as_ref().map(|_| "<set>"))
+            .field("domain", &self.domain)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("allow_basic_auth", &self.allow_basic_auth)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// A PEM bundle of CA certificates that replaces the system roots (a private PKI); `None` uses the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Turned off only by an explicit option; never by default.
+    pub verify_tls: bool,
+    pub proxy: Option<ProxyOptions>,
+    pub bearer_token: Option<String>,
+    pub connect_timeout: Duration,
+    /// The longest silence while reading a response: a stalled connection fails after it and is retried.
+    pub read_timeout: Duration,
+    pub max_connections_per_host: usize,
+    pub user_agent: String,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            ca_file: None,
+            verify_tls: true,
+            proxy: None,
+            bearer_token: None,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            max_connections_per_host: 16,
+            user_agent: concat!("upmirror/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("ca_file", &self.ca_file)
+            .field("verify_tls", &self.verify_tls)
+            .field("proxy", &self.proxy)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<hidden>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_connections_per_host", &self.max_connections_per_host)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+/// A whole response, for metadata calls.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A response whose body is still to be read, holding its host's connection slot until it is dropped.
+pub struct StreamingResponse {
+    pub response: reqwest::Response,
+    _slot: OwnedSemaphorePermit,
+}
+
+pub struct HttpClient {
+    client: reqwest::Client,
+    /// The same settings without connection reuse: a retry after a corrupted transfer must not reuse a connection.
+    fresh_client: reqwest::Client,
+    /// Where the proxy is (scheme, host and port only), for error messages.
+    proxy_address: Option<String>,
+    proxy_basic_allowed: bool,
+    proxy_has_credentials: bool,
+    max_connections_per_host: usize,
+    host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("proxy", &self.proxy_address)
+            .field("max_connections_per_host", &self.max_connections_per_host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs the ring crypto provider for rustls once per process (reqwest is built without a provider of its own).
+fn install_crypto_provider() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // Another library of the process may have installed one first; either provider verifies the same way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl HttpClient {
+    pub fn new(options: &HttpOptions) -> Result<Self> {
+        install_crypto_provider();
+        if options.max_connections_per_host == 0 {
+            return Err(Error::InvalidInput("max_connections_per_host must be at least 1".into()));
+        }
+        let mut proxy_address = None;
+        let mut proxy = None;
+        if let Some(p) = &options.proxy {
+            let url = url::Url::parse(&p.url)
+                .map_err(|e| Error::InvalidInput(format!("the proxy URL is not a valid URL: {e}")))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                // Refused without echoing the URL: it holds a secret.
+                return Err(Error::InvalidInput(
+                    "the proxy URL must not contain credentials; give them as the proxy user and password".into(),
+                ));
+            }
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Error::InvalidInput(format!(
+                    "the proxy URL scheme {:?} is not supported; use http:// or https://",
+                    url.scheme()
+                )));
+            }
+            proxy_address = Some(format!(
+                "{}://{}:{}",
+                url.scheme(),
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or_default()
+            ));
+            proxy = Some((p.clone(), url));
+        }
+        let build = |reuse: bool| -> Result<reqwest::Client> {
+            let mut headers = HeaderMap::new();
+            if let Some(token) = &options.bearer_token {
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    Error::InvalidInput("the bearer token contains characters not allowed in HTTP".into())
+                })?;
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            let mut builder = reqwest::Client::builder()
+                .user_agent(options.user_agent.clone())
+                .default_headers(headers)
+                .connect_timeout(options.connect_timeout)
+                .read_timeout(options.read_timeout)
+                .tcp_nodelay(true)
+                .http1_only()
+                .pool_max_idle_per_host(if reuse { options.max_connections_per_host } else { 0 })
+                .no_proxy();
+            if let Some(ca_file) = &options.ca_file {
+                let pem = std::fs::read(ca_file).at(ca_file)?;
+                let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    Error::InvalidInput(format!("{}: not a PEM bundle of CA certificates: {e}", ca_file.display()))
+                })?;
+                if certificates.is_empty() {
+                    return Err(Error::InvalidInput(format!("{}: holds no certificate", ca_file.display())));
+                }
+                builder = builder.tls_certs_only(certificates);
+            }
+            if !options.verify_tls {
+                builder = builder.tls_danger_accept_invalid_certs(true);
+            }
+            if let Some((p, url)) = &proxy {
+                let mut reqwest_proxy = reqwest::Proxy::all(url.as_str())
+                    .map_err(|e| Error::InvalidInput(format!("the proxy URL is not usable: {}", e.without_url())))?;
+                if p.allow_basic_auth
+                    && let (Some(user), Some(password)) = (&p.user, &p.password)
+                {
+                    let user = match &p.domain {
+                        Some(domain) if !domain.is_empty() => format!("{domain}\\{user}"),
+                        _ => user.clone(),
+                    };
+                    reqwest_proxy = reqwest_proxy.basic_auth(&user, password);
+                }
+                builder = builder.proxy(reqwest_proxy);
+            }
+            builder.build().map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {}", chain(&e))))
+        };
+        Ok(HttpClient {
+            client: build(true)?,
+            fresh_client: build(false)?,
+            proxy_address,
+            proxy_basic_allowed: options.proxy.as_ref().is_some_and(|p| p.allow_basic_auth),
+            proxy_has_credentials: options.proxy.as_ref().is_some_and(|p| p.user.is_some() && p.password.is_some()),
+            max_connections_per_host: options.max_connections_per_host,
+            host_slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn max_connections_per_host(&self) -> usize {
+        self.max_connections_per_host
+    }
+
+    fn host_slots(&self, url: &url::Url) -> Arc<Semaphore> {
+        let key = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let mut slots = self.host_slots.lock().expect("host slot map is never poisoned");
+        slots.entry(key).or_insert_with(|| Arc::new(Semaphore::new(self.max_connections_per_host))).clone()
+    }
+
+    /// Sends a request and returns once the headers arrived; the body is read by the caller. Waits for a free
+    /// connection slot of the URL's host first. A proxy's refusal (407) becomes `ProxyAuthentication`.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        fresh_connection: bool,
+    ) -> Result<StreamingResponse> {
+        let parsed = parse_url(url)?;
+        let slot = self.host_slots(&parsed).acquire_owned().await.expect("host slots are never closed");
+        let client = if fresh_connection { &self.fresh_client } else { &self.client };
+        let mut request = client.request(method, parsed.clone()).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&parsed, &e))?;
+        if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && self.proxy_address.is_some() {
+            let schemes: Vec<String> = response
+                .headers()
+                .get_all(PROXY_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
+                .collect();
+            return Err(self.proxy_refusal(&schemes));
+        }
+        Ok(StreamingResponse { response, _slot: slot })
+    }
+
+    /// A whole request for metadata calls; the body is read completely. Blocks on the shared runtime (call it
+    /// without holding the GIL).
+    pub fn request_blocking(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("{method:?} is not an HTTP method")))?;
+        let mut header_map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::InvalidInput(format!("{name:?} is not an HTTP header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| Error::InvalidInput(format!("the value of header {name} is not allowed in HTTP")))?;
+            header_map.append(name, value);
+        }
+        runtime().block_on(async {
+            let streaming = self.send(method, url, header_map, body, false).await?;
+            let response = streaming.response;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect();
+            let parsed = parse_url(url)?;
+            let body = response.bytes().await.map_err(|e| self.transport_error(&parsed, &e))?.to_vec();
+            Ok(HttpResponse { status, headers, body })
+        })
+    }
+
+    /// The error for a proxy that answered 407, saying exactly why upmirror did not (or could not) authenticate.
+    fn proxy_refusal(&self, schemes: &[String]) -> Error {
+        let proxy = self.proxy_address.as_deref().unwrap_or("the proxy");
+        let offers_basic = schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
+        let offered = if schemes.is_empty() { "no scheme named".to_owned() } else { schemes.join(", ") };
+        let message = if offers_basic && !self.proxy_basic_allowed {
+            format!(
+                "the proxy {proxy} asks for Basic authentication, which sends the password in clear text and is not \
+                 allowed; turn on \"allow basic authentication\" to use it"
+            )
+        } else if offers_basic && !self.proxy_has_credentials {
+            format!("the proxy {proxy} asks for Basic authentication but no proxy user and password are set")
+        } else if offers_basic {
+            format!("the proxy {proxy} refused the proxy user name and password")
+        } else {
+            format!("the proxy {proxy} asks for authentication upmirror does not support ({offered}); only Basic is")
+        };
+        Error::ProxyAuthentication(message)
+    }
+
+    /// Classifies a reqwest error: a TLS failure, a proxy refusing a tunnel, or a transfer error (retryable).
+    pub fn transport_error(&self, url: &url::Url, error: &reqwest::Error) -> Error {
+        let url = redacted(url);
+        let message = chain(error);
+        if is_tls_error(error) {
+            return Error::Tls { url, message };
+        }
+        if self.proxy_address.is_some() && message.contains("407") {
+            // A proxy refusing a CONNECT tunnel (https through the proxy): its headers are not visible here.
+            return self.proxy_refusal(&[]);
+        }
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "cannot connect"
+        } else {
+            "transfer failed"
+        };
+        Error::Http { url, message: format!("{kind}: {message}") }
+    }
+}
+
+pub fn parse_url(url: &str) -> Result<url::Url> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::InvalidInput(format!("{:?} is not a valid URL: {e}", redact_str(url))))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::InvalidInput(format!("{:?} is not an http:// or https:// URL", redact_str(url))));
+    }
+    Ok(parsed)
+}
+
+/// A URL as it may appear in messages: without user name and password.
+pub fn redacted(url: &url::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+fn redact_str(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.split('@').next_back().unwrap_or_default().to_owned(), |u| redacted(&u))
+}
+
+/// The messages of an error and its sources, joined: reqwest's own message alone ("error sending request") hides
+/// the cause. The URL is left out (callers add a redacted one).
+fn chain(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let top = error.to_string();
+    let top = top.split(" for url (").next().unwrap_or(&top).to_owned();
+    parts.push(top);
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn is_tls_error(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(s) = source {
+        if holds_rustls_error(s) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// `io::Error` hides the error it wraps from `source()`, and TLS layers wrap io errors in io errors: look inside.
+fn holds_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    error
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| holds_rustls_error(inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_credentials_never_print() {
+        let options = HttpOptions {
+            proxy: Some(ProxyOptions {
+                url: "http://127.0.0.1:3128".into(),
+                user: Some("alice".into()),
+                domain: Some("CORP".into()),
+                password: Some("s3cret-pw".into()),
+                allow_basic_auth: false,
+            }),
+            bearer_token: Some("tok-123".into()),
+            ..HttpOptions::default()
+        };
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("s3cret-pw") && !printed.contains("tok-123"), "{printed}");
+        let client = HttpClient::new(&options).unwrap();
+        assert!(!format!("{client:?}").contains("s3cret-pw"));
+    }
+
+    #[test]
+    fn proxy_urls_with_credentials_are_refused_without_echo() {
+        let options = HttpOptions {
+            proxy: Some(ProxyOptions { url: "http://bob:hunter2@127.0.0.1:3128".into(), ..ProxyOptions::default() }),
+            ..HttpOptions::default()
+        };
+        let error = HttpClient::new(&options).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_str("http://u:p@host/x"), "http://host/x");
+        assert!(parse_url("ftp://host/x").is_err());
+    }
+}

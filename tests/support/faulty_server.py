@@ -1,0 +1,199 @@
+"""A real HTTP server on loopback whose misbehaviour is planned per path: it resets connections, stalls, answers
+500 or 429 (with Retry-After), flips bytes, lies about Content-Length, ignores Range, or trickles at a set rate, and
+it counts the body bytes it sent. Upstream servers in the wild do all of these; the download engine must cope.
+
+``with FaultyServer({"/a.bin": data}) as server:`` serves on ``server.url``; ``server.plan("/a.bin", "reset",
+"status:500")`` makes the next two requests of that path fail in those ways, then it serves normally again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import socket
+import ssl
+import struct
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from aiohttp import web
+
+from tests.support.nginx import free_port, wait_for_port
+
+# Faults, applied to one request each, in plan order:
+#   "reset"          send half of the body, then reset the connection (RST)
+#   "stall"          send half of the body, then go silent until the client gives up
+#   "short"          announce the full length, send half, close cleanly
+#   "flip"           send the whole body with one byte changed
+#   "status:CODE"    answer CODE with no body; "status:429:SECONDS" adds Retry-After
+FAULT = re.compile(r"^(reset|stall|short|flip|status:\d{3}(:\d+)?)$")
+RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+SEND_BLOCK = 64 << 10
+STALL_SECONDS = 3600.0
+
+
+@dataclass
+class PathState:
+    data: bytes
+    faults: deque[str] = field(default_factory=deque)
+    requests: int = 0
+    bytes_sent: int = 0
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+class FaultyServer:
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        *,
+        honour_range: bool = True,
+        rate: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.honour_range = honour_range
+        self.rate = rate  # bytes per second per connection, None for full speed
+        self._ssl = ssl_context
+        self._lock = threading.Lock()
+        self._paths: dict[str, PathState] = {path: PathState(data) for path, data in files.items()}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._last_headers: dict[str, dict[str, str]] = {}
+        self._active = 0
+        self.max_active = 0  # the most requests served at the same time
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
+
+    def plan(self, path: str, *faults: str) -> None:
+        for fault in faults:
+            if not FAULT.match(fault):
+                raise ValueError(f"unknown fault {fault!r}")
+        with self._lock:
+            self._paths[path].faults.extend(faults)
+
+    def replace(self, path: str, data: bytes) -> None:
+        """The file changes upstream (a new ETag)."""
+        with self._lock:
+            self._paths[path].data = data
+
+    def bytes_sent(self, path: str | None = None) -> int:
+        with self._lock:
+            states = [self._paths[path]] if path else list(self._paths.values())
+            return sum(s.bytes_sent for s in states)
+
+    def requests(self, path: str) -> int:
+        with self._lock:
+            return self._paths[path].requests
+
+    def last_headers(self, path: str) -> dict[str, str]:
+        """The headers of the latest request for ``path`` (also for paths the server does not have)."""
+        with self._lock:
+            return dict(self._last_headers.get(path, {}))
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            for state in self._paths.values():
+                state.bytes_sent = 0
+                state.requests = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+        try:
+            return await self._respond(request)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self._last_headers[request.path] = dict(request.headers)
+            state = self._paths.get(request.path)
+            if state is None:
+                raise web.HTTPNotFound()
+            state.requests += 1
+            fault = state.faults.popleft() if state.faults else None
+            data = state.data
+        etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
+        if fault and fault.startswith("status:"):
+            _, code, *wait = fault.split(":")
+            headers = {"Retry-After": wait[0]} if wait else {}
+            return web.Response(status=int(code), headers=headers, text="planned failure\n")
+        start, end = 0, len(data)
+        status = 200
+        headers = {"ETag": etag, "Accept-Ranges": "bytes" if self.honour_range else "none"}
+        match = RANGE.match(request.headers.get("Range", ""))
+        if match and self.honour_range:
+            start = int(match.group(1))
+            end = min(len(data), int(match.group(2)) + 1) if match.group(2) else len(data)
+            if start >= len(data):
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        body = data[start:end]
+        if fault == "flip" and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        limit = len(body) // 2 if fault in ("reset", "stall", "short") else len(body)
+        sent = 0
+        while sent < limit:
+            block = body[sent : min(limit, sent + SEND_BLOCK)]
+            await response.write(block)
+            sent += len(block)
+            with self._lock:
+                state.bytes_sent += len(block)
+            if self.rate:
+                await asyncio.sleep(len(block) / self.rate)
+        transport = request.transport
+        if fault == "reset" and transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        elif fault == "stall":
+            await asyncio.sleep(STALL_SECONDS)
+        elif fault == "short" and transport is not None:
+            transport.close()
+        return response
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl)
+        await site.start()
+        self._stop = asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await self._runner.cleanup()
+
+    def __enter__(self) -> FaultyServer:
+        self._thread.start()
+        self._started.wait(10)
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        self._loop.close()

@@ -1,0 +1,149 @@
+"""``upmirror fetch`` as a person runs it: a real child process against real servers; SIGKILL and Ctrl-C in the
+middle of a transfer, and the restart fetching only what was unfinished (counted in bytes the server sent)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import UPMIRROR, RunUpmirror
+from tests.support.faulty_server import FaultyServer
+from tests.support.nginx import NginxServer
+from upmirror import DownloadJob, HttpClient
+
+CHUNK = 256 << 10
+JOURNAL_HEADER = 32  # magic, size, chunk size, validator length; then the validator and 16-byte records
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def journal_chunks(journal: Path) -> set[int]:
+    """The chunk indices a journal records as finished, read independently of the engine."""
+    try:
+        raw = journal.read_bytes()
+    except FileNotFoundError:
+        return set()
+    if len(raw) < JOURNAL_HEADER:
+        return set()
+    records = raw[JOURNAL_HEADER + int.from_bytes(raw[24:32], "little") :]
+    return {int.from_bytes(records[i : i + 8], "little") for i in range(0, len(records) - 15, 16)}
+
+
+def wait_for(condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def test_fetch_places_files_and_names_failures(tmp_path: Path, run_upmirror: RunUpmirror) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    data = payload(3 * CHUNK + 11, 1)
+    (www / "update.cab").write_bytes(data)
+    out = tmp_path / "out"
+    with NginxServer(www) as url:
+        done = run_upmirror("fetch", f"{url}/update.cab", "--to", out, "--sha256", hashlib.sha256(data).hexdigest())
+        assert done.returncode == 0, done.stderr
+        assert (out / "update.cab").read_bytes() == data
+        assert "1 fetched, 0 already present, 0 failed" in done.stdout
+        failed = run_upmirror(
+            "fetch", f"{url}/update.cab", f"{url}/absent.cab", "--to", tmp_path / "o2", "--retries", "0"
+        )
+        assert failed.returncode == 1
+        assert "absent.cab" in failed.stderr
+        assert "404" in failed.stderr
+        assert (tmp_path / "o2" / "update.cab").read_bytes() == data
+        wrong = run_upmirror("fetch", f"{url}/update.cab", "--to", tmp_path / "o3", "--blake3", "0" * 64)
+        assert wrong.returncode == 1
+        assert "digest mismatch" in wrong.stderr
+        assert not (tmp_path / "o3" / "update.cab").exists()
+
+
+def test_fetch_refuses_bad_input_with_exit_2(tmp_path: Path, run_upmirror: RunUpmirror) -> None:
+    for args in (
+        ["http://127.0.0.1:1/a/..", "--to", tmp_path / "x"],
+        ["http://127.0.0.1:1/", "--to", tmp_path / "x"],
+        ["ftp://127.0.0.1/a.cab", "--to", tmp_path / "x"],
+        ["http://127.0.0.1:1/a.cab", "--to", tmp_path / "x", "--sha256", "zz"],
+        ["http://127.0.0.1:1/a.cab", "http://127.0.0.1:1/b/a.cab", "--to", tmp_path / "x"],
+        ["http://127.0.0.1:1/a.cab", "--to", tmp_path / "x", "--connections", "0"],
+    ):
+        result = run_upmirror("fetch", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("upmirror: ")
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_sigkill_mid_transfer_then_restart_fetches_only_unfinished_chunks(tmp_path: Path) -> None:
+    data = payload(48 * CHUNK, 2)
+    out = tmp_path / "out"
+    journal = out / ".partial" / "big.bin.part.journal"
+    # About 4 MB/s over two connections: a few seconds of transfer to interrupt.
+    with FaultyServer({"/big.bin": data}, rate=2 << 20) as server:
+        command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "256k"]
+        child = subprocess.Popen([*command, "--connections", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: len(journal_chunks(journal)) >= 6, timeout=60)
+            finished_before_kill = journal_chunks(journal)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.communicate(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        assert not (out / "big.bin").exists()
+        server.rate = None
+        server.reset_counters()
+        restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert restarted.returncode == 0, restarted.stderr
+        assert "resumed" in restarted.stdout
+    assert (out / "big.bin").read_bytes() == data
+    sent_after_restart = server.bytes_sent("/big.bin")
+    assert 0 < sent_after_restart <= len(data) - len(finished_before_kill) * CHUNK
+    assert not journal.exists()
+
+
+def test_ctrl_c_cancels_and_leaves_resumable_state(tmp_path: Path) -> None:
+    data = payload(32 * CHUNK, 3)
+    out = tmp_path / "out"
+    journal = out / ".partial" / "big.bin.part.journal"
+    with FaultyServer({"/big.bin": data}, rate=2 << 20) as server:
+        command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "256k"]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(journal_chunks(journal)) >= 3, timeout=60)
+            child.send_signal(signal.SIGINT)
+            _, stderr = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == 130, stderr
+        assert "interrupted" in stderr
+        kept = journal_chunks(journal)
+        assert len(kept) >= 3
+        server.rate = None
+        server.reset_counters()
+        restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert restarted.returncode == 0, restarted.stderr
+    assert (out / "big.bin").read_bytes() == data
+    assert server.bytes_sent("/big.bin") <= len(data) - len(kept) * CHUNK
+
+
+def test_connections_per_host_are_capped(tmp_path: Path) -> None:
+    files = {f"/f{i}.bin": payload(20000, 10 + i) for i in range(12)}
+    with FaultyServer(files, rate=1 << 20) as server:
+        client = HttpClient(max_connections_per_host=3)
+        jobs = [DownloadJob.file(server.url + path) for path in files]
+        report = client.download(jobs, tmp_path, connections=8)
+        assert report.placed == len(files)
+        assert 1 <= server.max_active <= 3
+    for path, data in files.items():
+        assert (tmp_path / path.lstrip("/")).read_bytes() == data
