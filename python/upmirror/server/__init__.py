@@ -22,6 +22,7 @@ from aiohttp import web
 
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import build_app
+from upmirror.store import Store
 
 BACKLOG = 1024
 PR_SET_PDEATHSIG = 1
@@ -60,6 +61,9 @@ def stop_with_parent(parent: int) -> None:
 
 
 def run(directory: ServerDirectory, options: Options, host: str, port: int, workers: int = 1) -> None:
+    # Open (and migrate) the store once before the workers exist: a bad store fails here, and no two workers race
+    # to migrate it.
+    Store.open(directory.database_path).close()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listening.setblocking(False)

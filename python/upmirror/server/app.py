@@ -268,7 +268,6 @@ class Tokens:
 
 def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     stores = StoreThreads(directory.database_path)
-    stores.executor.submit(stores._store).result()  # open (and migrate) once, up front: a bad store fails at start
     protocol = Protocol(stores, options)
     tokens = Tokens(stores)
     content = ContentFiles(directory.content_dir(options))
