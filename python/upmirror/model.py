@@ -195,11 +195,39 @@ class PublishManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     updates: list[Update] = msgspec.field(default_factory=list)
 
 
+SyncTrigger = Literal["manual", "scheduled"]
+SyncResult = Literal["running", "succeeded", "partial", "failed"]
+
+
+class SyncRecord(msgspec.Struct, kw_only=True):
+    """One synchronization attempt in the history: when, why, how it ended, and what it moved. ``partial`` means
+    the metadata is complete but some files failed (``failed_files`` names them); ``failed`` names its error."""
+
+    id: int = 0
+    trigger: SyncTrigger = "manual"
+    upstream: str = ""
+    started: datetime.datetime
+    finished: datetime.datetime | None = None
+    result: SyncResult = "running"
+    categories: int = 0
+    new_updates: int = 0
+    revised_updates: int = 0
+    expired_updates: int = 0
+    approvals: int = 0
+    files_downloaded: int = 0
+    files_present: int = 0
+    files_failed: int = 0
+    bytes_downloaded: int = 0
+    failed_files: list[str] = msgspec.field(default_factory=list)
+    error: str = ""
+
+
 # Reusable encoders and decoders (msgspec's fast path: build them once).
 msgpack_encoder: Final = msgspec.msgpack.Encoder()
 json_encoder: Final = msgspec.json.Encoder()
 update_decoder: Final = msgspec.msgpack.Decoder(Update)
 category_decoder: Final = msgspec.msgpack.Decoder(Category)
+sync_record_decoder: Final = msgspec.msgpack.Decoder(SyncRecord)
 
 T = TypeVar("T")
 _msgpack_decoders: dict[type, msgspec.msgpack.Decoder] = {}  # type: ignore[type-arg]

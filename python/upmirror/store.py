@@ -51,9 +51,11 @@ from upmirror.model import (
     FileRef,
     FilterItem,
     RevisionsRequest,
+    SyncRecord,
     Update,
     category_decoder,
     msgpack_encoder,
+    sync_record_decoder,
     update_decoder,
 )
 
@@ -115,6 +117,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE approvals (uid INTEGER PRIMARY KEY, action TEXT NOT NULL, change INTEGER NOT NULL);
     CREATE INDEX approvals_change ON approvals (change);
     CREATE TABLE tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+    -- The files of each update's latest revision, with what decides whether a server needs them.
+    CREATE TABLE update_files (
+        uid INTEGER NOT NULL, sha1 TEXT NOT NULL, languages TEXT NOT NULL, express INTEGER NOT NULL,
+        PRIMARY KEY (uid, sha1)
+    ) WITHOUT ROWID;
+    CREATE INDEX update_files_sha1 ON update_files (sha1);
+    -- Synchronization attempts (the history of the WSUS console), each a MessagePack SyncRecord.
+    CREATE TABLE sync_history (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -361,7 +371,13 @@ class Store:
             (update.revision, classification, not update.languages, update.expired, change, uid),
         )
         if latest:
-            for table in ("update_products", "update_languages", "hardware_ids", "computer_hardware_ids"):
+            for table in (
+                "update_products",
+                "update_languages",
+                "hardware_ids",
+                "computer_hardware_ids",
+                "update_files",
+            ):
                 self.connection.execute(f"DELETE FROM {table} WHERE uid = ?", (uid,))  # noqa: S608 (fixed names)
         self.connection.executemany("INSERT INTO update_products VALUES (?, ?)", [(uid, p) for p in products])
         languages = sorted(set(update.languages))
@@ -373,6 +389,10 @@ class Store:
         self.connection.executemany(
             "INSERT OR IGNORE INTO computer_hardware_ids VALUES (?, ?)",
             [(c, uid) for c in update.computer_hardware_ids],
+        )
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO update_files VALUES (?, ?, ?, ?)",
+            [(uid, f.sha1, json.dumps(sorted(f.languages)), f.express) for f in update.files],
         )
         return True
 
@@ -438,6 +458,14 @@ class Store:
         while page := cursor.fetchmany(PAGE_ROWS):
             for update_id, revision, expired in page:
                 yield update_id, revision, bool(expired)
+
+    def update_counts_by_classification(self) -> dict[str, int]:
+        """How many (non-expired) updates the store holds in each classification, by title."""
+        rows = self.connection.execute(
+            "SELECT c.data, count(*) FROM updates u JOIN categories c ON c.cid = u.classification"
+            " WHERE NOT u.expired GROUP BY u.classification ORDER BY count(*) DESC"
+        )
+        return {category_decoder.decode(data).title: int(count) for data, count in rows}
 
     def update_count(self) -> int:
         (count,) = self.connection.execute("SELECT count(*) FROM updates").fetchone()
@@ -585,6 +613,17 @@ class Store:
                 (uid, action, self._next_change()),
             )
 
+    def mirror_approvals(self, approvals: Iterable[Approval]) -> int:
+        """A replica takes its upstream's decisions as they are; decisions on updates it does not hold (outside its
+        filter) are skipped. Returns how many changed something here."""
+        changed = 0
+        for approval in approvals:
+            row = self.connection.execute("SELECT uid FROM updates WHERE id = ?", (approval.update_id,)).fetchone()
+            if row is not None and self.approval(approval.update_id) != approval.action:
+                self._set_approval(approval.update_id, approval.action)
+                changed += 1
+        return changed
+
     def approval(self, update_id: str) -> ApprovalAction:
         uid = self._update_row(update_id)[0]
         row = self.connection.execute("SELECT action FROM approvals WHERE uid = ?", (uid,)).fetchone()
@@ -601,6 +640,75 @@ class Store:
                 (since,),
             ).fetchall()
         return current, [Approval(update_id=update_id, action=action) for update_id, action in rows]
+
+    # ---- what a server needs of its content, and its synchronization state and history ----
+
+    def needed_files(self, *, languages: Sequence[str] | None, only_approved: bool, express: bool) -> Iterator[FileRef]:
+        """Every file the content directory should hold, once each by SHA-1, read page by page: files of the latest
+        revision of updates that are neither expired nor declined (and approved, when content waits for approval),
+        whose languages include a selected one or are neutral (``languages`` None: every file), skipping express
+        files unless asked."""
+        conditions = ["NOT u.expired", "coalesce(a.action, 'not_approved') != 'declined'"]
+        if only_approved:
+            conditions.append("a.action = 'approved'")
+        if not express:
+            conditions.append("NOT uf.express")
+        if languages is not None:
+            conditions.append(
+                "(uf.languages = '[]' OR EXISTS (SELECT 1 FROM json_each(uf.languages) l"
+                " WHERE l.value IN (SELECT value FROM json_each(:languages))))"
+            )
+        cursor = self.connection.execute(
+            "SELECT DISTINCT f.sha1, f.size, f.name, f.sha256, f.blake3 FROM update_files uf"  # noqa: S608 (fixed SQL)
+            " JOIN updates u ON u.uid = uf.uid JOIN files f ON f.sha1 = uf.sha1"
+            " LEFT JOIN approvals a ON a.uid = u.uid"
+            f" WHERE {' AND '.join(conditions)} ORDER BY f.sha1",
+            {"languages": json.dumps(list(languages or []))},
+        )
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for sha1, size, name, sha256, blake3 in page:
+                yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3)
+
+    def has_revision(self, update_id: str, revision: int) -> bool:
+        return (
+            self.connection.execute(
+                "SELECT 1 FROM updates u JOIN revisions r ON r.uid = u.uid WHERE u.id = ? AND r.revision = ?",
+                (update_id, revision),
+            ).fetchone()
+            is not None
+        )
+
+    def sync_state(self) -> SyncState:
+        row = self.connection.execute("SELECT value FROM settings WHERE key = 'sync_state'").fetchone()
+        return SyncState() if row is None else msgspec.json.decode(row[0], type=SyncState)
+
+    def save_sync_state(self, state: SyncState) -> None:
+        with self.transaction():
+            self.connection.execute(
+                "INSERT INTO settings VALUES ('sync_state', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (msgspec.json.encode(state).decode(),),
+            )
+
+    def add_sync_record(self, record: SyncRecord) -> int:
+        """Stores a new history entry and returns its number (the record's ``id`` is set from it)."""
+        with self.transaction():
+            (number,) = self.connection.execute("INSERT INTO sync_history (data) VALUES (x'') RETURNING id").fetchone()
+            self.connection.execute(
+                "UPDATE sync_history SET data = ? WHERE id = ?",
+                (msgpack_encoder.encode(msgspec.structs.replace(record, id=number)), number),
+            )
+        return int(number)
+
+    def save_sync_record(self, record: SyncRecord) -> None:
+        with self.transaction():
+            self.connection.execute(
+                "UPDATE sync_history SET data = ? WHERE id = ?", (msgpack_encoder.encode(record), record.id)
+            )
+
+    def sync_history(self, limit: int = 50) -> list[SyncRecord]:
+        """The latest attempts, newest first."""
+        rows = self.connection.execute("SELECT data FROM sync_history ORDER BY id DESC LIMIT ?", (limit,))
+        return [sync_record_decoder.decode(data) for (data,) in rows]
 
     # ---- downstream tokens (stored as SHA-256 only) ----
 
@@ -640,6 +748,19 @@ def _ids(items: Sequence[FilterItem], *, fresh: bool | None) -> str:
 def _pages(cursor: sqlite3.Cursor) -> Iterator[list[tuple[str, int]]]:
     while page := cursor.fetchmany(PAGE_ROWS):
         yield page
+
+
+class SyncState(msgspec.Struct, kw_only=True):
+    """What a downstream remembers between synchronizations: which upstream it follows, the anchors that upstream
+    returned, and the filter items of the last successful sync (items added since are asked for in full)."""
+
+    upstream_id: str = ""
+    category_anchor: str = ""
+    update_anchor: str = ""
+    approval_anchor: str = ""
+    products: list[str] = msgspec.field(default_factory=list)
+    classifications: list[str] = msgspec.field(default_factory=list)
+    languages: list[str] = msgspec.field(default_factory=list)
 
 
 def _single_column_pages(cursor: sqlite3.Cursor) -> Iterator[list[str]]:

@@ -1,0 +1,116 @@
+"""``upmirror sync`` (synchronize now, in the foreground) and ``upmirror status`` (last sync, next scheduled sync,
+history)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Any
+
+import msgspec
+
+from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, format_bytes, progress_display
+from upmirror.cli.options import add_dir_argument
+from upmirror.model import SyncRecord
+from upmirror.options import ServerDirectory
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sync = subparsers.add_parser(
+        "sync",
+        help="synchronize with the upstream server now",
+        description="Synchronize now: categories, update metadata and content from the upstream server, with the "
+        "options' filters. Exit 0 when it succeeded, 1 when it was partial (files failed) or failed.",
+    )
+    add_dir_argument(sync)
+    sync.add_argument("--json", action="store_true", help="print the history record as JSON")
+    sync.set_defaults(handler=run_sync)
+
+    status = subparsers.add_parser("status", help="last and next synchronization, and the history")
+    add_dir_argument(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--limit", type=int, default=10, help="history entries to show (default 10)")
+    status.set_defaults(handler=run_status)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from upmirror.sync import synchronize  # noqa: PLC0415 (the sync stack loads only for this command)
+
+    directory = ServerDirectory.from_arg(args.dir)
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    with progress_display("Downloading") as progress:
+        record = synchronize(directory, trigger="manual", on_event=say, progress=progress)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
+    else:
+        print(describe(record))
+    return EXIT_OK if record.result == "succeeded" else EXIT_FAILURE
+
+
+def describe(record: SyncRecord) -> str:
+    """The history record as an administrator reads it."""
+    seconds = (record.finished - record.started).total_seconds() if record.finished else 0.0
+    rate = record.bytes_downloaded / seconds if seconds > 0 else 0.0
+    lines = [
+        f"synchronization {record.id} ({record.trigger}): {record.result} in {seconds:.1f} s",
+        f"  updates: {record.new_updates} new, {record.revised_updates} revised, {record.expired_updates} expired"
+        + (f", {record.approvals} approvals mirrored" if record.approvals else ""),
+        f"  files: {record.files_downloaded} downloaded ({format_bytes(record.bytes_downloaded)}, "
+        f"{format_bytes(rate)}/s), {record.files_present} already present, {record.files_failed} failed",
+    ]
+    lines += [f"  failed: {name}" for name in record.failed_files[:20]]
+    if len(record.failed_files) > 20:
+        lines.append(f"  ... and {len(record.failed_files) - 20} more")
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from upmirror.schedule import Schedule  # noqa: PLC0415
+    from upmirror.store import Store  # noqa: PLC0415
+
+    directory = ServerDirectory.from_arg(args.dir)
+    options = directory.load()
+    with Store.open(directory.database_path) as store:
+        history = store.sync_history(limit=max(args.limit, 1))
+        next_sync = Schedule(options.schedule, seed=store.server_id).next_sync(datetime.datetime.now(datetime.UTC))
+        counts = store.update_counts_by_classification()
+    status: dict[str, Any] = {
+        "role": "root" if options.is_root else ("replica" if options.source.replica else "autonomous"),
+        "upstream": options.source.upstream,
+        "schedule": "automatic" if options.schedule.automatic else "manual",
+        "next_sync": next_sync.isoformat() if next_sync else None,
+        "updates_by_classification": counts,
+        "history": msgspec.to_builtins(history),
+    }
+    if args.json:
+        json.dump(status, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{status['role']} server" + (f", upstream {options.source.upstream}" if options.source.upstream else ""))
+    print(
+        f"synchronization: {status['schedule']}" + (f", next at {next_sync:%Y-%m-%d %H:%M:%S} UTC" if next_sync else "")
+    )
+    if history:
+        last = history[0]
+        print(f"last synchronization: {last.started:%Y-%m-%d %H:%M:%S} UTC, {last.result}")
+    else:
+        print("last synchronization: never")
+    print(f"updates: {sum(counts.values())}" + "".join(f"\n  {title}: {n}" for title, n in counts.items()))
+    if history:
+        print("history (newest first):")
+        for record in history:
+            finished = f"{record.finished:%H:%M:%S}" if record.finished else "--:--:--"
+            print(
+                f"  {record.id:>4} {record.started:%Y-%m-%d %H:%M:%S}-{finished} {record.trigger:<9} {record.result:<9}"
+                f" {record.new_updates:>6} new {record.files_downloaded:>6} files"
+                f" {format_bytes(record.bytes_downloaded):>10}" + (f"  {record.error}" if record.error else "")
+            )
+    return EXIT_OK

@@ -1,0 +1,268 @@
+"""Synchronization of a downstream server with its upstream server, as WSUS does it (DESIGN.md, "How a sync flows"):
+
+1. take the server's sync lock (a second sync at the same time is refused, not queued);
+2. ask the upstream who it is; check the language selection against what it offers;
+3. fetch categories since the category anchor (new products and classifications arrive on their own);
+4. list revisions since the update anchor for the selected products, classifications and languages, asking in full
+   for items added to the filter since the last successful sync;
+5. fetch the metadata of revisions not yet stored, in batches within the upstream's limit, one transaction per batch;
+   record expirations; a replica also takes the upstream's approvals and declines;
+6. only then advance the anchors: a failed or interrupted sync keeps the old ones and the next run picks up what is
+   missing;
+7. download every needed file not yet in the content directory as one job list for the native engine (files that
+   fail are named; the sync is then "partial" and the next run fetches only them);
+8. record the attempt in the history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import IO, Final, TypeVar
+
+import msgspec
+
+from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
+from upmirror.errors import InputError, UpmirrorError, one_line
+from upmirror.filters import check_languages, delta_flags
+from upmirror.model import FileRef, FilterItem, RevisionRef, RevisionsRequest, SyncRecord, SyncTrigger
+from upmirror.options import Options, ServerDirectory
+from upmirror.store import Store, SyncState
+from upmirror.upstream import Upstream, build_client
+
+LOCK_FILE: Final = "sync.lock"
+# Files handed to the download engine per call: bounds the memory of one job list on huge catalogs.
+DOWNLOAD_BATCH: Final = 20_000
+
+T = TypeVar("T")
+EventCallback = Callable[[str], None]
+ProgressCallback = Callable[[ProgressSnapshot], object]
+
+
+class SyncBusyError(UpmirrorError):
+    """Another synchronization of this server is running."""
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@contextmanager
+def sync_lock(directory: ServerDirectory) -> Iterator[None]:
+    """Holds the server's sync lock (an flock, released by the kernel even when the process is killed)."""
+    path = directory.root / LOCK_FILE
+    handle: IO[str] = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise SyncBusyError(f"a synchronization of {directory.root} is already running ({holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+class Synchronizer:
+    """One synchronization run of a downstream server; ``run()`` returns its history record."""
+
+    def __init__(
+        self,
+        directory: ServerDirectory,
+        options: Options,
+        store: Store,
+        *,
+        trigger: SyncTrigger = "manual",
+        client: HttpClient | None = None,
+        on_event: EventCallback | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.directory = directory
+        self.options = options
+        self.store = store
+        self.client = client or build_client(options)
+        self.upstream = Upstream(options, self.client)
+        self.on_event = on_event or (lambda _: None)
+        self.progress = progress
+        self.record = SyncRecord(trigger=trigger, upstream=options.source.upstream, started=utc_now())
+
+    def run(self) -> SyncRecord:
+        self.record.id = self.store.add_sync_record(self.record)
+        try:
+            self.synchronize_metadata()
+            self.synchronize_content()
+            self.record.result = "partial" if self.record.files_failed else "succeeded"
+        except (UpmirrorError, OSError) as error:
+            self.record.result = "failed"
+            self.record.error = one_line(str(error))
+            raise
+        except BaseException:
+            self.record.result = "failed"
+            self.record.error = "interrupted"
+            raise
+        finally:
+            self.record.finished = utc_now()
+            self.store.save_sync_record(self.record)
+        return self.record
+
+    # ---- metadata ----
+
+    def synchronize_metadata(self) -> None:
+        options = self.options
+        info = self.upstream.server_info()
+        check_languages(options.languages, info.languages)
+        state = self.store.sync_state()
+        if state.upstream_id != info.id:
+            # Anchors of another server mean nothing here: start over (stored updates are kept; nothing is lost).
+            state = SyncState(upstream_id=info.id)
+
+        categories = self.upstream.categories(state.category_anchor)
+        self.record.categories = self.store.add_categories(categories.categories)
+        self.on_event(f"categories: {self.record.categories} new or changed")
+        self.check_selection()
+
+        request = RevisionsRequest(
+            anchor=state.update_anchor,
+            products=filter_items(options.products, state.products),
+            classifications=filter_items(options.classifications, state.classifications),
+            languages=filter_items(options.languages, state.languages),
+        )
+        listing = self.upstream.revisions(request)
+        wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
+        self.on_event(f"metadata: {len(listing.revisions)} revisions listed, {len(wanted)} to fetch")
+        for batch in batched(wanted, info.max_updates_per_request):
+            self.store_batch(batch)
+        known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
+        self.record.expired_updates = self.store.expire(known_expired)
+
+        approval_anchor = state.approval_anchor
+        if options.source.replica:
+            approvals = self.upstream.approvals(state.approval_anchor)
+            self.record.approvals = self.store.mirror_approvals(approvals.approvals)
+            approval_anchor = approvals.anchor
+
+        # Metadata is committed: only now may the anchors move on.
+        self.store.save_sync_state(
+            SyncState(
+                upstream_id=info.id,
+                category_anchor=categories.anchor,
+                update_anchor=listing.anchor,
+                approval_anchor=approval_anchor,
+                products=list(options.products),
+                classifications=list(options.classifications),
+                languages=list(options.languages),
+            )
+        )
+        self.on_event(
+            f"metadata: {self.record.new_updates} new updates, {self.record.revised_updates} revised, "
+            f"{self.record.expired_updates} expired" + (f", {self.record.approvals} approvals" * options.source.replica)
+        )
+
+    def store_batch(self, batch: tuple[RevisionRef, ...]) -> None:
+        updates = self.upstream.updates(batch)
+        returned = {(u.id, u.revision) for u in updates}
+        missing = [ref for ref in batch if (ref.update_id, ref.revision) not in returned]
+        if missing:
+            raise InputError(f"the upstream did not return revision {missing[0].revision} of {missing[0].update_id}")
+        known = {u.id for u in updates if self.store.update(u.id) is not None}
+        self.store.add_updates(updates)
+        self.record.revised_updates += len(known)
+        self.record.new_updates += len(updates) - len(known)
+
+    def check_selection(self) -> None:
+        """Every selected product and classification must exist upstream (after categories arrived)."""
+        for kind, selected in (("product", self.options.products), ("classification", self.options.classifications)):
+            for category_id in selected:
+                category = self.store.category(category_id)
+                kinds = ("family", "product") if kind == "product" else ("classification",)
+                if category is None or category.kind not in kinds:
+                    raise InputError(f"the upstream offers no {kind} {category_id!r}; see `upmirror {kind}s list`")
+
+    # ---- content ----
+
+    def needed_files(self) -> Iterator[FileRef]:
+        content = self.options.content
+        if not content.store_locally:
+            return iter(())
+        return self.store.needed_files(
+            languages=self.options.languages,
+            only_approved=content.download_only_when_approved,
+            express=content.express_files,
+        )
+
+    def synchronize_content(self) -> None:
+        content_dir = self.directory.content_dir(self.options)
+        transfer = self.options.transfer
+        for files in batched(self.needed_files(), DOWNLOAD_BATCH):
+            jobs = [
+                DownloadJob.content(
+                    self.upstream.content_url(f), f.sha1, f.extension, f.size, sha256=f.sha256, blake3=f.blake3
+                )
+                for f in files
+            ]
+            report = self.client.download(
+                jobs,
+                content_dir,
+                connections=transfer.connections,
+                chunk_size=transfer.chunk_size_mib << 20,
+                retries=transfer.retries,
+                progress=self.progress,
+            )
+            self.record.files_downloaded += report.placed
+            self.record.files_present += report.skipped
+            self.record.files_failed += report.failed
+            self.record.bytes_downloaded += report.bytes_transferred
+            self.record.failed_files.extend(
+                f"{file.name} ({file.sha1}): {outcome.reason}"
+                for file, outcome in zip(files, report.outcomes, strict=True)
+                if outcome.status == "failed"
+            )
+        self.on_event(
+            f"content: {self.record.files_downloaded} files downloaded, {self.record.files_present} already present, "
+            f"{self.record.files_failed} failed"
+        )
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    """``itertools.batched`` of Python 3.12."""
+    iterator = iter(items)
+    while batch := tuple(islice(iterator, size)):
+        yield batch
+
+
+def filter_items(current: list[str], last_synced: list[str]) -> list[FilterItem]:
+    return [FilterItem(item, delta) for item, delta in delta_flags(current, last_synced).items()]
+
+
+def synchronize(
+    directory: ServerDirectory,
+    *,
+    trigger: SyncTrigger = "manual",
+    on_event: EventCallback | None = None,
+    progress: ProgressCallback | None = None,
+) -> SyncRecord:
+    """Runs one synchronization of the server in ``directory`` now; see the module's description."""
+    options = directory.load()
+    if options.is_root:
+        raise InputError(f"{directory.root} is a root server: it has no update source (set source.upstream)")
+    with sync_lock(directory), Store.open(directory.database_path) as store:
+        close_interrupted_attempts(store)
+        return Synchronizer(directory, options, store, trigger=trigger, on_event=on_event, progress=progress).run()
+
+
+def close_interrupted_attempts(store: Store) -> None:
+    """An attempt still "running" while we hold the lock was killed: record it as failed."""
+    for record in store.sync_history(limit=5):
+        if record.result == "running":
+            store.save_sync_record(
+                msgspec.structs.replace(record, result="failed", error="interrupted (the process ended)")
+            )

@@ -1,0 +1,152 @@
+"""The client side of the sync protocol: how a downstream server talks to its upstream server, through the one
+native HTTP client (TLS, proxy and its Basic-authentication rule, bearer token, per-host connection cap).
+
+Metadata calls are retried on transport failures, 5xx and 429 with exponential backoff and jitter (honouring
+Retry-After); a 4xx is the upstream refusing the request and is reported at once with its message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Final, TypeVar
+
+from upmirror._native import HttpClient, HttpError, HttpResponse, ProxyAuthenticationError, content_relative_path
+from upmirror.errors import UpmirrorError, one_line
+from upmirror.model import (
+    MSGPACK,
+    PROTOCOL_VERSION,
+    ApprovalsRequest,
+    ApprovalsResponse,
+    CategoriesResponse,
+    DriversRequest,
+    FileRef,
+    RevisionRef,
+    RevisionsRequest,
+    RevisionsResponse,
+    ServerInfo,
+    Update,
+    UpdatesRequest,
+    UpdatesResponse,
+    decode_msgpack,
+    msgpack_encoder,
+)
+from upmirror.options import Options
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS: Final = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_SECONDS: Final = 0.25
+BACKOFF_MAX_SECONDS: Final = 30.0
+
+
+class UpstreamError(UpmirrorError):
+    """The upstream server refused a request or answered something upmirror cannot use."""
+
+
+class UpstreamUnreachableError(UpstreamError):
+    """The upstream could not be reached (after retries): WSUS tries again later rather than failing for good."""
+
+
+def build_client(options: Options) -> HttpClient:
+    """The HTTP client a downstream server syncs with, from its options (the proxy is used only while syncing)."""
+    proxy = options.proxy
+    transfer = options.transfer
+    return HttpClient(
+        ca_file=options.source.ca_file or None,
+        verify_tls=options.source.verify_tls,
+        proxy_url=f"http://{proxy.host}:{proxy.port}" if proxy.enabled else None,
+        proxy_user=(proxy.user or None) if proxy.enabled else None,
+        proxy_domain=(proxy.domain or None) if proxy.enabled else None,
+        proxy_password=(proxy.password or None) if proxy.enabled else None,
+        allow_basic_auth=proxy.allow_basic_auth,
+        bearer_token=options.source.token or None,
+        connect_timeout=transfer.connect_timeout_seconds,
+        read_timeout=transfer.read_timeout_seconds,
+        max_connections_per_host=transfer.connections,
+    )
+
+
+class Upstream:
+    """One upstream server, as its downstream sees it."""
+
+    def __init__(self, options: Options, client: HttpClient | None = None) -> None:
+        self.base = options.source.upstream
+        self.client = client or build_client(options)
+        self.retries = options.transfer.retries
+
+    def _call(self, method: str, path: str, kind: type[T], body: object | None = None) -> T:
+        url = f"{self.base}{path}"
+        payload = None if body is None else msgpack_encoder.encode(body)
+        headers = {"accept": MSGPACK, **({"content-type": MSGPACK} if payload is not None else {})}
+        response = self._send_with_retries(method, url, payload, headers)
+        if response.status != 200:
+            message = one_line(response.body[:500].decode("utf-8", "replace").strip()) or f"HTTP {response.status}"
+            if response.status == 401:
+                message += " (set source.token to a token issued by the upstream: `upmirror tokens add NAME` there)"
+            raise UpstreamError(f"{method} {url} answered {response.status}: {message}")
+        try:
+            return decode_msgpack(response.body, kind)
+        except UpmirrorError as error:
+            raise UpstreamError(f"{method} {url} answered something unusable: {error}") from None
+
+    def _send_with_retries(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> HttpResponse:
+        attempt = 0
+        while True:
+            try:
+                response = self.client.request(method, url, body, headers)
+            except ProxyAuthenticationError:
+                raise  # a configuration problem: retrying cannot help
+            except HttpError as error:
+                if attempt >= self.retries:
+                    raise UpstreamUnreachableError(f"upstream {self.base} unreachable: {error}") from None
+                time.sleep(backoff(attempt, None))
+            else:
+                if response.status not in RETRYABLE_STATUS or attempt >= self.retries:
+                    return response
+                time.sleep(backoff(attempt, response.header("retry-after")))
+            attempt += 1
+
+    def server_info(self) -> ServerInfo:
+        info = self._call("GET", "/api/v1/server", ServerInfo)
+        if info.protocol_version != PROTOCOL_VERSION:
+            raise UpstreamError(
+                f"upstream {self.base} speaks protocol version {info.protocol_version}; this server speaks "
+                f"{PROTOCOL_VERSION} (a downstream must run the same or an older version than its upstream)"
+            )
+        return info
+
+    def categories(self, anchor: str) -> CategoriesResponse:
+        return self._call("GET", f"/api/v1/categories?anchor={anchor}", CategoriesResponse)
+
+    def revisions(self, request: RevisionsRequest) -> RevisionsResponse:
+        return self._call("POST", "/api/v1/revisions", RevisionsResponse, request)
+
+    def updates(self, revisions: Sequence[RevisionRef]) -> list[Update]:
+        return self._call("POST", "/api/v1/updates", UpdatesResponse, UpdatesRequest(revisions=list(revisions))).updates
+
+    def approvals(self, anchor: str) -> ApprovalsResponse:
+        return self._call("POST", "/api/v1/approvals", ApprovalsResponse, ApprovalsRequest(anchor=anchor))
+
+    def drivers(self, request: DriversRequest) -> RevisionsResponse:
+        return self._call("POST", "/api/v1/drivers", RevisionsResponse, request)
+
+    def content_url(self, file: FileRef) -> str:
+        """The URL of a file on the upstream, built from its digest as WSUS does."""
+        return f"{self.base}/Content/{content_relative_path(file.sha1, file.extension)}"
+
+
+def backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before retry ``attempt`` + 1: what Retry-After asks (bounded), else exponential with jitter."""
+    if retry_after:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(retry_after).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = 0.0
+        return min(max(seconds, 0.0), BACKOFF_MAX_SECONDS)
+    return random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
