@@ -248,8 +248,8 @@ def test_approvals_and_declines_since_an_anchor(small: Store) -> None:
 
 def test_tokens_are_stored_hashed_and_can_be_revoked(small: Store, tmp_path: Path) -> None:
     token = small.add_token("branch-1")
-    assert small.token_name(token) == "branch-1"
-    assert small.token_name(token + "x") is None
+    assert small.token_role(token) == "downstream"
+    assert small.token_role(token + "x") is None
     with pytest.raises(InputError, match="already exists"):
         small.add_token("branch-1")
     with pytest.raises(InputError, match="not allowed"):
@@ -257,7 +257,7 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(small: Store, tmp_path: Pat
     raw = (tmp_path / "upmirror.db").read_bytes() + (tmp_path / "upmirror.db-wal").read_bytes()
     assert token.encode() not in raw, "only the token's hash is stored"
     small.revoke_token("branch-1")
-    assert small.token_name(token) is None
+    assert small.token_role(token) is None
     with pytest.raises(InputError, match="no token named"):
         small.revoke_token("branch-1")
 

@@ -220,6 +220,7 @@ class SyncRecord(msgspec.Struct, kw_only=True):
     bytes_downloaded: int = 0
     failed_files: list[str] = msgspec.field(default_factory=list)
     error: str = ""
+    upstream_unreachable: bool = False
 
 
 # Reusable encoders and decoders (msgspec's fast path: build them once).

@@ -51,12 +51,12 @@ class ProxyOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ScheduleOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Manual, or automatic from ``first_sync`` (UTC, HH:MM) ``per_day`` times a day, each shifted by a random offset
-    of up to ``max_random_offset_minutes``; an unreachable upstream is retried ``retries`` times
+    """Manual, or automatic from ``first_sync`` (UTC, HH:MM or HH:MM:SS) ``per_day`` times a day, each shifted by
+    a random offset of up to ``max_random_offset_minutes``; an unreachable upstream is retried ``retries`` times
     ``retry_interval_minutes`` apart."""
 
     automatic: bool = False
-    first_sync: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
+    first_sync: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] = "03:00"
     per_day: Annotated[int, msgspec.Meta(ge=1, le=24)] = 1
     max_random_offset_minutes: Annotated[int, msgspec.Meta(ge=0, le=720)] = 30
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2

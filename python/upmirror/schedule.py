@@ -22,8 +22,7 @@ class Schedule:
     def __init__(self, options: ScheduleOptions, seed: str) -> None:
         self.options = options
         self.seed = seed
-        hours, minutes = (int(part) for part in options.first_sync.split(":"))
-        self.first_sync = time(hours, minutes, tzinfo=UTC)
+        self.first_sync = time.fromisoformat(options.first_sync).replace(tzinfo=UTC)
         self.interval = DAY / options.per_day
         # An offset never pushes a slot past the next one.
         self.max_offset = min(

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -60,6 +60,7 @@ from upmirror.model import (
 )
 
 PAGE_ROWS: Final = 5000
+TokenRole = Literal["downstream", "admin"]
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 # Schema migrations: entry i brings a store from user_version i to i + 1. Never edit a released entry; append.
@@ -116,7 +117,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE TABLE approvals (uid INTEGER PRIMARY KEY, action TEXT NOT NULL, change INTEGER NOT NULL);
     CREATE INDEX approvals_change ON approvals (change);
-    CREATE TABLE tokens (name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, created TEXT NOT NULL, role TEXT NOT NULL
+    );
     -- The files of each update's latest revision, with what decides whether a server needs them.
     CREATE TABLE update_files (
         uid INTEGER NOT NULL, sha1 TEXT NOT NULL, languages TEXT NOT NULL, express INTEGER NOT NULL,
@@ -161,6 +164,7 @@ class Listing:
 class TokenInfo:
     name: str
     created: str
+    role: TokenRole
 
 
 class Store:
@@ -712,32 +716,36 @@ class Store:
 
     # ---- downstream tokens (stored as SHA-256 only) ----
 
-    def add_token(self, name: str) -> str:
-        """Issues a new bearer token named ``name`` and returns it; only its SHA-256 is kept."""
+    def add_token(self, name: str, role: TokenRole = "downstream") -> str:
+        """Issues a new bearer token named ``name`` and returns it; only its SHA-256 is kept. A ``downstream`` token
+        lets a server synchronize from this one; an ``admin`` token also opens the admin interface."""
         if not TOKEN_NAME.match(name):
             raise InputError(f"token name {name!r} is not allowed; use letters, digits, '.', '_', '-', '@' (max 64)")
         token = secrets.token_urlsafe(32)
         created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         with self.transaction():
             try:
-                self.connection.execute("INSERT INTO tokens VALUES (?, ?, ?)", (name, hash_token(token), created))
+                self.connection.execute(
+                    "INSERT INTO tokens VALUES (?, ?, ?, ?)", (name, hash_token(token), created, role)
+                )
             except sqlite3.IntegrityError:
                 raise InputError(f"a token named {name!r} already exists (revoke it first)") from None
         return token
 
     def tokens(self) -> list[TokenInfo]:
-        rows = self.connection.execute("SELECT name, created FROM tokens ORDER BY name")
-        return [TokenInfo(name, created) for name, created in rows]
+        rows = self.connection.execute("SELECT name, created, role FROM tokens ORDER BY name")
+        return [TokenInfo(name, created, role) for name, created, role in rows]
 
     def revoke_token(self, name: str) -> None:
         with self.transaction():
             if self.connection.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount == 0:
                 raise InputError(f"no token named {name!r}")
 
-    def token_name(self, token: str) -> str | None:
-        """The name of the token, or None when it is not a valid (unrevoked) token of this server."""
-        row = self.connection.execute("SELECT name FROM tokens WHERE sha256 = ?", (hash_token(token),)).fetchone()
-        return None if row is None else str(row[0])
+    def token_role(self, token: str) -> TokenRole | None:
+        """The role of the token, or None when it is not a valid (unrevoked) token of this server."""
+        row = self.connection.execute("SELECT role FROM tokens WHERE sha256 = ?", (hash_token(token),)).fetchone()
+        role: TokenRole | None = None if row is None else row[0]
+        return role
 
 
 def _ids(items: Sequence[FilterItem], *, fresh: bool | None) -> str:

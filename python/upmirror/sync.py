@@ -32,7 +32,7 @@ from upmirror.filters import check_languages, delta_flags
 from upmirror.model import FileRef, FilterItem, RevisionRef, RevisionsRequest, SyncRecord, SyncTrigger
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store, SyncState
-from upmirror.upstream import Upstream, build_client
+from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
 LOCK_FILE: Final = "sync.lock"
 # Files handed to the download engine per call: bounds the memory of one job list on huge catalogs.
@@ -72,6 +72,18 @@ def sync_lock(directory: ServerDirectory) -> Iterator[None]:
         handle.close()
 
 
+def is_sync_running(directory: ServerDirectory) -> bool:
+    """True while another process holds the server's sync lock."""
+    path = directory.root / LOCK_FILE
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 class Synchronizer:
     """One synchronization run of a downstream server; ``run()`` returns its history record."""
 
@@ -104,6 +116,7 @@ class Synchronizer:
         except (UpmirrorError, OSError) as error:
             self.record.result = "failed"
             self.record.error = one_line(str(error))
+            self.record.upstream_unreachable = isinstance(error, UpstreamUnreachableError)
             raise
         except BaseException:
             self.record.result = "failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import tomli_w
@@ -12,6 +13,8 @@ from upmirror.cli.common import EXIT_OK
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory, set_option, validate_upstream_url
 from upmirror.store import Store
+
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def add_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -83,9 +86,33 @@ def run_show(args: argparse.Namespace) -> int:
 def run_set(args: argparse.Namespace) -> int:
     directory = ServerDirectory.from_arg(args.dir)
     options = directory.load()
-    updated = set_option(options, args.key, args.value)
+    value = args.value
+    if args.key in ("products", "classifications"):
+        if options.source.replica:
+            raise InputError(f"this server is a replica: its {args.key} follow its upstream and cannot be changed here")
+        value = ",".join(resolve_categories(directory, args.key, value))
+    updated = set_option(options, args.key, value)
     directory.save(updated)
     shown = updated.redacted()
     section, _, name = args.key.partition(".")
     print(f"{args.key} = {shown[section][name] if name else shown[section]}")
     return EXIT_OK
+
+
+def resolve_categories(directory: ServerDirectory, key: str, text: str) -> list[str]:
+    """Products or classifications named by title or id, checked against those the server knows (from its
+    upstream, or its own catalog); a parent and its child together are stored as the parent alone."""
+    from upmirror.filters import ProductTree, resolve_names  # noqa: PLC0415
+    from upmirror.store import Store  # noqa: PLC0415
+
+    with Store.open(directory.database_path) as store:
+        categories = store.categories()
+    kinds = ("family", "product") if key == "products" else ("classification",)
+    known = {c.id: c.title for c in categories if c.kind in kinds}
+    values = [item.strip() for item in text.split(",") if item.strip()]
+    if not known and all(GUID.match(value) for value in values):
+        return values  # nothing synchronized yet: ids are taken as they are and checked by the first sync
+    resolved = resolve_names(key.rstrip("s"), values, known)
+    if key == "products":
+        resolved = ProductTree([c for c in categories if c.kind in kinds]).normalize(resolved)
+    return resolved

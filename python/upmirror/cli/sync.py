@@ -4,10 +4,8 @@ history)."""
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
-from typing import Any
 
 import msgspec
 
@@ -26,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_dir_argument(sync)
     sync.add_argument("--json", action="store_true", help="print the history record as JSON")
+    # How the scheduler and the admin interface start a sync: recorded as scheduled in the history.
+    sync.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)
     sync.set_defaults(handler=run_sync)
 
     status = subparsers.add_parser("status", help="last and next synchronization, and the history")
@@ -45,7 +45,9 @@ def run_sync(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     with progress_display("Downloading") as progress:
-        record = synchronize(directory, trigger="manual", on_event=say, progress=progress)
+        record = synchronize(
+            directory, trigger="scheduled" if args.scheduled else "manual", on_event=say, progress=progress
+        )
     if args.json:
         sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     else:
@@ -73,36 +75,22 @@ def describe(record: SyncRecord) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from upmirror.schedule import Schedule  # noqa: PLC0415
-    from upmirror.store import Store  # noqa: PLC0415
+    from upmirror.status import status_document  # noqa: PLC0415
 
-    directory = ServerDirectory.from_arg(args.dir)
-    options = directory.load()
-    with Store.open(directory.database_path) as store:
-        history = store.sync_history(limit=max(args.limit, 1))
-        next_sync = Schedule(options.schedule, seed=store.server_id).next_sync(datetime.datetime.now(datetime.UTC))
-        counts = store.update_counts_by_classification()
-    status: dict[str, Any] = {
-        "role": "root" if options.is_root else ("replica" if options.source.replica else "autonomous"),
-        "upstream": options.source.upstream,
-        "schedule": "automatic" if options.schedule.automatic else "manual",
-        "next_sync": next_sync.isoformat() if next_sync else None,
-        "updates_by_classification": counts,
-        "history": msgspec.to_builtins(history),
-    }
+    status = status_document(ServerDirectory.from_arg(args.dir), history_limit=args.limit)
     if args.json:
         json.dump(status, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{status['role']} server" + (f", upstream {options.source.upstream}" if options.source.upstream else ""))
-    print(
-        f"synchronization: {status['schedule']}" + (f", next at {next_sync:%Y-%m-%d %H:%M:%S} UTC" if next_sync else "")
-    )
+    history = [msgspec.convert(entry, SyncRecord) for entry in status["history"]]
+    print(f"{status['role']} server" + (f", upstream {status['upstream']}" if status["upstream"] else ""))
+    next_sync = status["next_sync"]
+    print(f"synchronization: {status['schedule']}" + (f", next at {next_sync}" if next_sync else ""))
     if history:
-        last = history[0]
-        print(f"last synchronization: {last.started:%Y-%m-%d %H:%M:%S} UTC, {last.result}")
+        print(f"last synchronization: {history[0].started:%Y-%m-%d %H:%M:%S} UTC, {history[0].result}")
     else:
         print("last synchronization: never")
+    counts: dict[str, int] = status["updates_by_classification"]
     print(f"updates: {sum(counts.values())}" + "".join(f"\n  {title}: {n}" for title, n in counts.items()))
     if history:
         print("history (newest first):")

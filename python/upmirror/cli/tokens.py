@@ -13,10 +13,11 @@ from upmirror.store import Store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tokens = subparsers.add_parser("tokens", help="issue, list and revoke downstream tokens")
+    tokens = subparsers.add_parser("tokens", help="issue, list and revoke downstream and admin tokens")
     actions = tokens.add_subparsers(metavar="ACTION", required=True)
     add = actions.add_parser("add", help="issue a token named NAME and print it (only this once)")
     add.add_argument("name", metavar="NAME")
+    add.add_argument("--admin", action="store_true", help="an admin token: also opens the admin interface")
     add_dir_argument(add)
     add.set_defaults(handler=run_add)
     listing = actions.add_parser("list", help="list token names and when they were issued")
@@ -37,7 +38,7 @@ def open_store(args: argparse.Namespace) -> Store:
 
 def run_add(args: argparse.Namespace) -> int:
     with open_store(args) as store:
-        print(store.add_token(args.name))
+        print(store.add_token(args.name, "admin" if args.admin else "downstream"))
     return EXIT_OK
 
 
@@ -45,10 +46,10 @@ def run_list(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         tokens = store.tokens()
     if args.json:
-        print(json.dumps([{"name": t.name, "created": t.created} for t in tokens], indent=2))
+        print(json.dumps([{"name": t.name, "created": t.created, "role": t.role} for t in tokens], indent=2))
     else:
         for token in tokens:
-            print(f"{token.name}\t{token.created}")
+            print(f"{token.name}\t{token.role}\t{token.created}")
     return EXIT_OK
 
 

@@ -16,12 +16,14 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator, Callable
 
 import uvloop
 from aiohttp import web
 
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import build_app
+from upmirror.server.scheduler import Scheduler
 from upmirror.store import Store
 
 BACKLOG = 1024
@@ -36,9 +38,14 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
-async def serve(directory: ServerDirectory, options: Options, listening: socket.socket) -> None:
-    """Serves on an already bound socket until SIGTERM or SIGINT."""
+async def serve(
+    directory: ServerDirectory, options: Options, listening: socket.socket, *, scheduler: bool = False
+) -> None:
+    """Serves on an already bound socket until SIGTERM or SIGINT; ``scheduler`` also runs the automatic
+    synchronization schedule (in one process only)."""
     app = build_app(directory, options)
+    if scheduler:
+        app.cleanup_ctx.append(run_scheduler(directory))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -50,6 +57,17 @@ async def serve(directory: ServerDirectory, options: Options, listening: socket.
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def run_scheduler(directory: ServerDirectory) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def scheduler_context(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(Scheduler(directory).run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return scheduler_context
 
 
 def stop_with_parent(parent: int) -> None:
@@ -87,7 +105,7 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
                 os._exit(code)
         children.append(pid)
     try:
-        uvloop.run(serve(directory, options, listening))
+        uvloop.run(serve(directory, options, listening, scheduler=True))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):

@@ -42,8 +42,9 @@ from upmirror.model import (
     msgpack_encoder,
 )
 from upmirror.options import Options, ServerDirectory
+from upmirror.server.admin import Admin
 from upmirror.server.content import ContentFiles
-from upmirror.store import Listing, Store
+from upmirror.store import Listing, Store, TokenRole
 
 MAX_BODY: Final = 16 << 20
 STORE_THREADS: Final = 4
@@ -237,32 +238,33 @@ class Protocol:
 
 
 class Tokens:
-    """Bearer-token checks with a short cache of tokens known to be valid."""
+    """Bearer-token checks with a short cache of tokens known to be valid, by role: a downstream token opens the
+    sync protocol and /Content; an admin token opens those and the admin interface."""
 
     def __init__(self, stores: StoreThreads) -> None:
         self.stores = stores
-        self.valid_until: dict[str, float] = {}
+        self.valid_until: dict[tuple[str, TokenRole], float] = {}
 
-    def is_known_valid(self, request: web.Request) -> bool:
-        """True when the request's token was found valid within the cache time: no store query, no await."""
+    def is_known_valid(self, request: web.Request, role: TokenRole) -> bool:
+        """True when the request's token was found valid for ``role`` within the cache time: no query, no await."""
         header = request.headers.get(hdrs.AUTHORIZATION)
-        return header is not None and self.valid_until.get(header, 0.0) > time.monotonic()
+        return header is not None and self.valid_until.get((header, role), 0.0) > time.monotonic()
 
-    async def is_valid(self, request: web.Request) -> bool:
+    async def is_valid(self, request: web.Request, role: TokenRole) -> bool:
         header = request.headers.get(hdrs.AUTHORIZATION, "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
         now = time.monotonic()
-        if self.valid_until.get(header, 0.0) > now:
+        if self.valid_until.get((header, role), 0.0) > now:
             return True
-        name = await self.stores.run(lambda store: store.token_name(token.strip()))
-        if name is None:
-            self.valid_until.pop(header, None)
+        found = await self.stores.run(lambda store: store.token_role(token.strip()))
+        if found is None or (role == "admin" and found != "admin"):
+            self.valid_until.pop((header, role), None)
             return False
         if len(self.valid_until) > 10_000:
             self.valid_until.clear()
-        self.valid_until[header] = now + TOKEN_CACHE_SECONDS  # kept in this process's memory only
+        self.valid_until[(header, role)] = now + TOKEN_CACHE_SECONDS  # kept in this process's memory only
         return True
 
 
@@ -272,16 +274,17 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     tokens = Tokens(stores)
     content = ContentFiles(directory.content_dir(options))
 
-    def guarded(handler: Handler, *, protected: bool = True) -> Handler:
+    def guarded(handler: Handler, *, protected: bool = True, role: TokenRole = "downstream") -> Handler:
         """The handler behind the token check, with bad input mapped to 400 and anything unexpected to a 500 that
         names an incident in the log instead of showing a traceback. (A wrapper per route rather than a middleware,
         which would cost every /Content request an extra coroutine.)"""
 
         async def guard(request: web.Request) -> web.StreamResponse:
-            if protected and not tokens.is_known_valid(request) and not await tokens.is_valid(request):
+            if protected and not tokens.is_known_valid(request, role) and not await tokens.is_valid(request, role):
+                advice = "`upmirror tokens add NAME --admin`" if role == "admin" else "`upmirror tokens add NAME`"
                 raise web.HTTPUnauthorized(
                     headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
-                    text="a valid downstream token is needed (issue one with `upmirror tokens add NAME`)\n",
+                    text=f"a valid {role} token is needed (issue one with {advice})\n",
                 )
             try:
                 return await handler(request)
@@ -307,6 +310,10 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     app.router.add_get(
         "/Content/{folder}/{name}", guarded(content.handle, protected=not options.server.anonymous_content)
     )
+
+    admin = Admin(directory)
+    app.router.add_get("/api/v1/admin/status", guarded(admin.status, role="admin"))
+    app.router.add_post("/api/v1/admin/sync", guarded(admin.synchronize_now, role="admin"))
 
     async def close_stores(_: web.Application) -> None:
         stores.close()
