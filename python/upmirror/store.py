@@ -721,7 +721,8 @@ class Store:
         lets a server synchronize from this one; an ``admin`` token also opens the admin interface."""
         if not TOKEN_NAME.match(name):
             raise InputError(f"token name {name!r} is not allowed; use letters, digits, '.', '_', '-', '@' (max 64)")
-        token = secrets.token_urlsafe(32)
+        # A fixed prefix: recognisable in a secret scan, and never taken for a command-line option (no leading "-").
+        token = "upm_" + secrets.token_urlsafe(32)
         created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         with self.transaction():
             try:

@@ -1,0 +1,440 @@
+"""Synchronization over real loopback servers, as an administrator runs it: a root ``upmirror serve`` with a
+generated catalog, downstream servers driven by the real ``upmirror`` command line, and a counting TCP relay between
+them that observes what the upstream actually sent. Expected sets are computed from the root's catalog with the
+rules of the specification (tests/catalog_rules.py), not by the sync code."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.catalog_rules import expected_answer, latest_records
+from tests.support.relay import CountingRelay
+from tests.support.upmirror_server import UpmirrorServer, add_token
+from upmirror import content_relative_path, wsus
+from upmirror.model import FilterItem, RevisionsRequest, Update
+from upmirror.store import Store
+
+UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
+
+
+def upmirror(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*UPMIRROR, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def ok(*args: str | Path) -> str:
+    done = upmirror(*args)
+    assert done.returncode == 0, f"upmirror {' '.join(map(str, args))}: {done.stderr}"
+    return done.stdout
+
+
+def make_root(path: Path, *, updates: int = 600, content: str = "24M", seed: int = 3) -> Path:
+    ok("catalog", "generate", path, "--updates", str(updates), "--content-size", content, "--seed", str(seed))
+    return path
+
+
+def make_downstream(path: Path, upstream: str, token: str, *options: tuple[str, str], replica: bool = False) -> Path:
+    ok("init", "--dir", path, "--upstream", upstream, *(["--replica"] if replica else []))
+    ok("options", "set", "--dir", path, "source.token", token)
+    for key, value in options:
+        ok("options", "set", "--dir", path, key, value)
+    return path
+
+
+def sync(directory: Path) -> tuple[int, dict[str, Any], str]:
+    done = upmirror("sync", "--dir", directory, "--json")
+    record = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, record, done.stderr
+
+
+def options_of(directory: Path) -> dict[str, object]:
+    return json.loads(ok("options", "show", "--dir", directory, "--json"))  # type: ignore[no-any-return]
+
+
+def stored(directory: Path) -> dict[str, Update]:
+    with Store.open(directory / "upmirror.db") as store:
+        return {u.id: u for u in latest_records(store)}
+
+
+def expected_updates(root: Path, downstream: Path) -> set[tuple[str, int]]:
+    """Everything the downstream's filter selects in the root's catalog now (a first sync's answer)."""
+    options = options_of(downstream)
+    with Store.open(root / "upmirror.db") as store:
+        records, categories = latest_records(store), store.categories()
+    request = RevisionsRequest(
+        products=[FilterItem(p, False) for p in options["products"]],  # type: ignore[attr-defined]
+        classifications=[FilterItem(c, False) for c in options["classifications"]],  # type: ignore[attr-defined]
+        languages=[FilterItem(lang, False) for lang in options["languages"]],  # type: ignore[attr-defined]
+    )
+    return expected_answer(records, categories, request, changed=None).revisions
+
+
+def expected_files(updates: dict[str, Update], languages: list[str]) -> dict[str, int]:
+    """Content paths a downstream must hold: files of unexpired updates in a selected language or neutral, no
+    express files (the default)."""
+    files = {}
+    for update in updates.values():
+        if update.expired:
+            continue
+        for f in update.files:
+            if not f.express and (not f.languages or set(f.languages) & set(languages)):
+                files[content_relative_path(f.sha1, f.extension)] = f.size
+    return files
+
+
+def content_of(directory: Path) -> dict[str, int]:
+    content = directory / "content"
+    return {
+        p.relative_to(content).as_posix(): p.stat().st_size
+        for p in content.glob("*/*")
+        if p.is_file() and not p.parent.name.startswith(".")
+    }
+
+
+def assert_content_verified(directory: Path) -> None:
+    for relative in content_of(directory):
+        data = (directory / "content" / relative).read_bytes()
+        assert hashlib.sha1(data).hexdigest().upper() == Path(relative).stem, relative
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[tuple[Path, UpmirrorServer, CountingRelay, str]]:
+    directory = make_root(tmp_path / "root")
+    token = add_token(directory, "branch")
+    with UpmirrorServer(directory, token=token) as server, CountingRelay(server.port) as relay:
+        yield directory, server, relay, token
+
+
+def test_first_sync_takes_exactly_the_filtered_set_and_its_files(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    root_dir, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token)
+    code, record, stderr = sync(down)
+    assert code == 0, stderr
+    assert record["result"] == "succeeded"
+    got = stored(down)
+    assert {(u.id, u.revision) for u in got.values()} == expected_updates(root_dir, down)
+    assert len(got) > 20, "the default filter (Windows, critical and security, English) selects a real set"
+    assert content_of(down) == expected_files(got, ["en"])
+    assert_content_verified(down)
+    assert record["files_downloaded"] == len(content_of(down))
+
+
+def test_a_wider_filter_with_languages_and_a_product_family(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    root_dir, _, relay, token = root
+    down = make_downstream(
+        tmp_path / "down",
+        relay.url,
+        token,
+        ("languages", "en,de,ja"),
+        ("classifications", f"{wsus.SECURITY_UPDATES},{wsus.CLASSIFICATIONS['Updates']}"),
+    )
+    code, record, stderr = sync(down)
+    assert code == 0, stderr
+    # After the first sync the product names are known: select Office by its title as well.
+    ok("options", "set", "--dir", down, "products", "Windows,Office")
+    code, record, stderr = sync(down)
+    assert code == 0, stderr
+    assert record["new_updates"] > 0, "the newly selected family arrives in full on the next sync"
+    got = stored(down)
+    assert {(u.id, u.revision) for u in got.values()} == expected_updates(root_dir, down)
+    assert content_of(down) == expected_files(got, ["en", "de", "ja"])
+
+
+def test_next_sync_moves_only_the_changes(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    root_dir, server, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token)
+    assert sync(down)[0] == 0
+    before = stored(down)
+    first_bytes = relay.downstream_bytes
+
+    relay.reset()
+    code, record, _ = sync(down)
+    assert code == 0
+    assert record["new_updates"] == record["files_downloaded"] == 0
+    assert relay.downstream_bytes < 64 << 10, "nothing changed: a few small metadata answers"
+
+    server.stop()  # the catalog changes while the root is down, as an administrator would publish
+    ok("catalog", "revise", root_dir, "--seed", "5")
+    with UpmirrorServer(root_dir, token=token) as restarted, CountingRelay(restarted.port) as relay2:
+        ok("options", "set", "--dir", down, "source.upstream", relay2.url)
+        code, record, stderr = sync(down)
+        assert code == 0, stderr
+        after = stored(down)
+        assert {(u.id, u.revision) for u in after.values()} == expected_updates(root_dir, down) | {
+            (u.id, u.revision) for u in after.values() if u.expired
+        }
+        new_files = set(expected_files(after, ["en"])) - set(expected_files(before, ["en"]))
+        new_bytes = sum(expected_files(after, ["en"])[p] for p in new_files)
+        changed = {uid for uid, u in after.items() if uid not in before or before[uid].revision != u.revision}
+        assert changed, "the month of change touched the downstream's selection"
+        assert record["new_updates"] + record["revised_updates"] == len(changed)
+        assert record["files_downloaded"] == len(new_files)
+        # What the root sent: the new files and a little metadata, far below the first sync.
+        assert new_bytes <= relay2.downstream_bytes <= new_bytes + (256 << 10)
+        assert relay2.downstream_bytes < first_bytes / 4
+        expired_now = {uid for uid, u in after.items() if u.expired}
+        assert {uid for uid in expired_now if uid in before and not before[uid].expired} == {
+            uid for uid in expired_now if uid in before and not before[uid].expired
+        }
+        assert_content_verified(down)
+
+
+def test_clearing_a_product_stops_new_updates_and_keeps_the_old(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    root_dir, server, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token, ("classifications", wsus.SECURITY_UPDATES))
+    assert sync(down)[0] == 0
+    ok("options", "set", "--dir", down, "products", "Windows,Office")
+    assert sync(down)[0] == 0
+    office = office_updates(down)
+    assert office, "the selection took Office updates"
+
+    ok("options", "set", "--dir", down, "products", "Windows")  # Office cleared
+    server.stop()
+    for seed in (21, 22):  # two months of change: new Office updates among them
+        ok("catalog", "revise", root_dir, "--seed", str(seed))
+    assert len(office_updates(root_dir)) > len(office_updates(down)), "the root gained Office updates"
+    with UpmirrorServer(root_dir, token=token) as restarted:
+        ok("options", "set", "--dir", down, "source.upstream", restarted.url)
+        code, record, stderr = sync(down)
+        assert code == 0, stderr
+    after = office_updates(down)
+    assert set(after) == set(office), "no new Office update arrived, and the old ones stayed"
+    assert record["new_updates"] > 0, "Windows updates still arrive"
+
+
+def office_updates(directory: Path) -> set[str]:
+    with Store.open(directory / "upmirror.db") as store:
+        office = {c.id for c in store.categories() if c.title.startswith("Office")}
+        return {
+            u.id
+            for u in latest_records(store)
+            if office & set(u.products) and u.classification == wsus.SECURITY_UPDATES and not u.expired
+        }
+
+
+def test_a_language_the_upstream_lacks_is_a_clear_error(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token, ("languages", "en,tlh"))
+    code, _, stderr = sync(down)
+    assert code == 2
+    assert "language 'tlh' is not offered by the upstream server" in stderr
+    assert stored(down) == {}
+
+
+def test_a_second_concurrent_sync_is_refused(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token)
+    with (down / "sync.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a running sync holds
+        held.write("pid 4242")
+        held.flush()
+        code, _, stderr = sync(down)
+    assert code == 1
+    assert "already running (pid 4242)" in stderr
+    assert stored(down) == {}
+
+
+def test_a_root_that_fails_some_files_gives_a_partial_sync_completed_next_time(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    root_dir, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token, ("transfer.retries", "1"))
+    # Corrupt two files the downstream will want, on the root's disk: their bytes no longer match their digests.
+    wanted = sorted(expected_files({u.id: u for u in root_updates(root_dir)}, ["en"]))
+    victims = [root_dir / "content" / wanted[0], root_dir / "content" / wanted[-1]]
+    originals = [v.read_bytes() for v in victims]
+    for victim, data in zip(victims, originals, strict=True):
+        victim.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
+    code, record, stderr = sync(down)
+    assert code == 1, stderr
+    assert record["result"] == "partial"
+    assert record["files_failed"] == 2
+    failed_text = " ".join(record["failed_files"])  # type: ignore[arg-type]
+    for victim in victims:
+        assert victim.stem.lower() in failed_text
+        assert not (down / "content" / victim.relative_to(root_dir / "content")).exists()
+    assert "partial" in upmirror("status", "--dir", down).stdout
+
+    for victim, data in zip(victims, originals, strict=True):
+        victim.write_bytes(data)
+    relay.reset()
+    code, record, stderr = sync(down)
+    assert code == 0, stderr
+    assert record["files_downloaded"] == 2
+    assert relay.downstream_bytes <= sum(len(d) for d in originals) + (128 << 10)
+    assert_content_verified(down)
+
+
+def root_updates(root_dir: Path) -> list[Update]:
+    with Store.open(root_dir / "upmirror.db") as store:
+        return [
+            u
+            for u in latest_records(store)
+            if wsus.WINDOWS_FAMILY in {store.category(p).parent or p for p in u.products}  # type: ignore[union-attr]
+            and u.classification in (wsus.CRITICAL_UPDATES, wsus.SECURITY_UPDATES)
+            and (not u.languages or "en" in u.languages)
+        ]
+
+
+def test_an_unreachable_upstream_fails_the_sync_and_is_recorded(tmp_path: Path) -> None:
+    with CountingRelay(1) as dead:  # nothing listens on port 1: every connection is refused
+        down = make_downstream(tmp_path / "down", dead.url, "token", ("transfer.retries", "1"))
+    code, record, stderr = sync(down)
+    assert code == 1
+    assert "unreachable" in stderr
+    assert record == {} or record["result"] == "failed"
+    status = json.loads(ok("status", "--dir", down, "--json"))
+    assert status["history"][0]["result"] == "failed"
+    assert status["history"][0]["upstream_unreachable"] is True
+
+
+def test_a_sync_killed_with_sigkill_resumes_without_refetching_finished_files(tmp_path: Path) -> None:
+    root_dir = make_root(tmp_path / "root", updates=300, content="192M", seed=11)
+    token = add_token(root_dir, "branch")
+    with UpmirrorServer(root_dir, token=token) as server, CountingRelay(server.port) as relay:
+        down = make_downstream(
+            tmp_path / "down", relay.url, token, ("classifications", ",".join(wsus.CLASSIFICATIONS.values()))
+        )
+        ok("options", "set", "--dir", down, "languages", ",".join(sorted(json.loads(ok_server_languages(server)))))
+        child = subprocess.Popen(
+            [*UPMIRROR, "sync", "--dir", str(down)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(content_of(down)) < 5:  # some files finished, the rest under way
+                assert time.monotonic() < deadline, "the sync placed no files"
+                assert child.poll() is None, "the sync finished before it could be killed"
+                time.sleep(0.01)
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        finished = content_of(down)
+        first_bytes = relay.downstream_bytes
+        relay.reset()
+        code, _, stderr = sync(down)
+        assert code == 0, stderr
+        everything = expected_files(stored(down), options_of(down)["languages"])  # type: ignore[arg-type]
+        assert content_of(down) == everything
+        assert_content_verified(down)
+        total = sum(everything.values())
+        # The resumed run fetched at most what was not finished (plus unverified chunks and metadata).
+        assert relay.downstream_bytes <= total - sum(finished.values()) + (64 << 20)
+        assert first_bytes + relay.downstream_bytes < total + (96 << 20)
+        history = json.loads(ok("status", "--dir", down, "--json"))["history"]
+        assert [h["result"] for h in history] == ["succeeded", "failed"]
+        assert "interrupted" in history[1]["error"]
+
+
+def ok_server_languages(server: UpmirrorServer) -> str:
+    reply = server.call("GET", "/api/v1/server")
+    assert reply.status == 200
+    return json.dumps(msgspec.msgpack.decode(reply.body)["languages"])
+
+
+def test_a_three_level_hierarchy_converges_with_approvals_mirrored_on_the_replica(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    middle = make_downstream(tmp_path / "middle", relay.url, token)
+    assert sync(middle)[0] == 0
+    middle_updates = sorted(stored(middle))
+    ok("updates", "approve", "--dir", middle, *middle_updates[:5])
+    ok("updates", "decline", "--dir", middle, middle_updates[5])
+    middle_token = add_token(middle, "replica")
+    with UpmirrorServer(middle, token=middle_token) as middle_server:
+        replica = make_downstream(tmp_path / "replica", middle_server.url, middle_token, replica=True)
+        code, record, stderr = sync(replica)
+        assert code == 0, stderr
+        assert record["approvals"] == 6
+        assert {(u.id, u.revision) for u in stored(replica).values()} == {
+            (u.id, u.revision) for u in stored(middle).values()
+        }
+        approved = [json.loads(line) for line in ok("updates", "list", "--dir", replica, "--json").splitlines()]
+        decisions = {row["id"]: row["approval"] for row in approved}
+        assert {i for i, d in decisions.items() if d == "approved"} == set(middle_updates[:5])
+        assert {i for i, d in decisions.items() if d == "declined"} == {middle_updates[5]}
+        # The replica holds every file but those only the declined update needs (the middle server fetched those
+        # before the decline; its cleanup would remove them).
+        kept = {i: u for i, u in stored(middle).items() if i != middle_updates[5]}
+        assert content_of(replica) == expected_files(kept, ["en"])
+        assert set(content_of(replica)) <= set(content_of(middle))
+
+        refused = upmirror("updates", "approve", "--dir", replica, middle_updates[6])
+        assert refused.returncode == 2
+        assert "replica" in refused.stderr
+        refused = upmirror("options", "set", "--dir", replica, "classifications", "Updates")
+        assert refused.returncode == 2
+        assert "replica" in refused.stderr
+
+        # A later decision upstream reaches the replica on its next sync.
+        ok("updates", "reinstate", "--dir", middle, middle_updates[5])
+        code, record, _ = sync(replica)
+        assert code == 0
+        assert record["approvals"] == 1
+        decisions = {
+            row["id"]: row["approval"]
+            for row in map(json.loads, ok("updates", "list", "--dir", replica, "--json").splitlines())
+        }
+        assert decisions[middle_updates[5]] == "not_approved"
+
+
+def test_download_only_when_approved_defers_content(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token, ("content.download_only_when_approved", "true"))
+    code, record, _ = sync(down)
+    assert code == 0
+    assert record["new_updates"] > 0
+    assert content_of(down) == {}
+    updates = stored(down)
+    chosen = sorted(updates)[:3]
+    ok("updates", "approve", "--dir", down, *chosen)
+    code, record, _ = sync(down)
+    assert code == 0
+    assert content_of(down) == expected_files({i: updates[i] for i in chosen}, ["en"])
+
+
+def test_root_servers_refuse_to_sync(tmp_path: Path) -> None:
+    ok("init", "--dir", tmp_path / "r")
+    done = upmirror("sync", "--dir", tmp_path / "r")
+    assert done.returncode == 2
+    assert "root server" in done.stderr
+
+
+def test_secrets_never_appear_in_sync_output(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token)
+    done = upmirror("sync", "--dir", down)
+    status = upmirror("status", "--dir", down, "--json")
+    for text in (done.stdout, done.stderr, status.stdout, status.stderr):
+        assert token not in text
+    assert (down / "upmirror.toml").stat().st_mode & 0o077 == 0
