@@ -272,7 +272,7 @@ def test_a_root_that_fails_some_files_gives_a_partial_sync_completed_next_time(
     assert code == 1, stderr
     assert record["result"] == "partial"
     assert record["files_failed"] == 2
-    failed_text = " ".join(record["failed_files"])  # type: ignore[arg-type]
+    failed_text = " ".join(record["failed_files"])
     for victim in victims:
         assert victim.stem.lower() in failed_text
         assert not (down / "content" / victim.relative_to(root_dir / "content")).exists()
