@@ -87,7 +87,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         classification INTEGER NOT NULL,
         neutral INTEGER NOT NULL,
         expired INTEGER NOT NULL,
-        change INTEGER NOT NULL
+        change INTEGER NOT NULL,
+        -- When the update first arrived on this server (the cleanup's "on the server 30 days or more").
+        arrived TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     );
     CREATE INDEX updates_change ON updates (change);
     -- Every revision ever stored, as the MessagePack of its Update record (sent to downstreams as it is).
@@ -647,12 +649,16 @@ class Store:
 
     # ---- what a server needs of its content, and its synchronization state and history ----
 
-    def needed_files(self, *, languages: Sequence[str] | None, only_approved: bool, express: bool) -> Iterator[FileRef]:
+    def needed_files(
+        self, *, languages: Sequence[str] | None, only_approved: bool, express: bool, sha1: str | None = None
+    ) -> Iterator[FileRef]:
         """Every file the content directory should hold, once each by SHA-1, read page by page: files of the latest
         revision of updates that are neither expired nor declined (and approved, when content waits for approval),
         whose languages include a selected one or are neutral (``languages`` None: every file), skipping express
-        files unless asked."""
+        files unless asked. ``sha1`` narrows the answer to that one file (is it needed?)."""
         conditions = ["NOT u.expired", "coalesce(a.action, 'not_approved') != 'declined'"]
+        if sha1 is not None:
+            conditions.append("uf.sha1 = :sha1")
         if only_approved:
             conditions.append("a.action = 'approved'")
         if not express:
@@ -667,11 +673,11 @@ class Store:
             " JOIN updates u ON u.uid = uf.uid JOIN files f ON f.sha1 = uf.sha1"
             " LEFT JOIN approvals a ON a.uid = u.uid"
             f" WHERE {' AND '.join(conditions)} ORDER BY f.sha1",
-            {"languages": json.dumps(list(languages or []))},
+            {"languages": json.dumps(list(languages or [])), "sha1": sha1},
         )
         while page := cursor.fetchmany(PAGE_ROWS):
-            for sha1, size, name, sha256, blake3 in page:
-                yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3)
+            for digest, size, name, sha256, blake3 in page:
+                yield FileRef(sha1=digest, size=size, name=name, sha256=sha256, blake3=blake3)
 
     def has_revision(self, update_id: str, revision: int) -> bool:
         return (
@@ -713,6 +719,95 @@ class Store:
         """The latest attempts, newest first."""
         rows = self.connection.execute("SELECT data FROM sync_history ORDER BY id DESC LIMIT ?", (limit,))
         return [sync_record_decoder.decode(data) for (data,) in rows]
+
+    # ---- the Server Cleanup Wizard's queries and removals ----
+
+    def cleanup_candidates(self, kind: str, *, min_age_days: float = 0) -> Iterator[Update]:
+        """Updates a cleanup option applies to, latest revision each, read page by page:
+        ``unused``: declined, or expired and not approved (nothing will install them again);
+        ``expired``: expired and not yet declined;
+        ``superseded``: not declined nor approved, superseded by an approved update, and on this server at least
+        ``min_age_days``."""
+        queries = {
+            "unused": "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"
+            " LEFT JOIN approvals a ON a.uid = u.uid WHERE coalesce(a.action, 'not_approved') = 'declined'"
+            " OR (u.expired AND coalesce(a.action, 'not_approved') != 'approved') ORDER BY u.uid",
+            "expired": "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"
+            " LEFT JOIN approvals a ON a.uid = u.uid WHERE u.expired"
+            " AND coalesce(a.action, 'not_approved') != 'declined' ORDER BY u.uid",
+        }
+        if kind == "superseded":
+            yield from self._superseded(min_age_days)
+            return
+        cursor = self.connection.execute(queries[kind])
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for (data,) in page:
+                yield update_decoder.decode(data)
+
+    def _superseded(self, min_age_days: float) -> Iterator[Update]:
+        cutoff = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=min_age_days)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        approved = self.connection.execute(
+            "SELECT r.data FROM approvals a JOIN updates u ON u.uid = a.uid"
+            " JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision WHERE a.action = 'approved'"
+        )
+        seen: set[str] = set()
+        while page := approved.fetchmany(PAGE_ROWS):
+            for (data,) in page:
+                for superseded_id in update_decoder.decode(data).supersedes:
+                    row = self.connection.execute(
+                        "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"
+                        " LEFT JOIN approvals a ON a.uid = u.uid WHERE u.id = ? AND u.arrived <= ?"
+                        " AND coalesce(a.action, 'not_approved') = 'not_approved'",
+                        (superseded_id, cutoff),
+                    ).fetchone()
+                    if row is not None and superseded_id not in seen:
+                        seen.add(superseded_id)
+                        yield update_decoder.decode(row[0])
+
+    def obsolete_revisions(self) -> int:
+        """How many stored revisions are older than their update's latest."""
+        (count,) = self.connection.execute(
+            "SELECT count(*) FROM revisions r JOIN updates u ON u.uid = r.uid WHERE r.revision < u.revision"
+        ).fetchone()
+        return int(count)
+
+    def remove_updates(self, update_ids: Iterable[str]) -> int:
+        """Deletes updates with every revision and their approvals (files no longer named go too); one
+        transaction. Returns how many were removed."""
+        removed = 0
+        with self.transaction():
+            for update_id in update_ids:
+                row = self.connection.execute("SELECT uid FROM updates WHERE id = ?", (update_id,)).fetchone()
+                if row is None:
+                    continue
+                for table in (
+                    "update_products",
+                    "update_languages",
+                    "hardware_ids",
+                    "computer_hardware_ids",
+                    "update_files",
+                    "approvals",
+                    "revisions",
+                    "updates",
+                ):
+                    self.connection.execute(f"DELETE FROM {table} WHERE uid = ?", (row[0],))  # noqa: S608 (fixed)
+                removed += 1
+            self._forget_unnamed_files()
+        return removed
+
+    def remove_obsolete_revisions(self) -> int:
+        with self.transaction():
+            count = self.connection.execute(
+                "DELETE FROM revisions WHERE rowid IN (SELECT r.rowid FROM revisions r JOIN updates u"
+                " ON u.uid = r.uid WHERE r.revision < u.revision)"
+            ).rowcount
+            self._forget_unnamed_files()
+        return int(count)
+
+    def _forget_unnamed_files(self) -> None:
+        self.connection.execute("DELETE FROM files WHERE sha1 NOT IN (SELECT sha1 FROM update_files)")
 
     # ---- downstream tokens (stored as SHA-256 only) ----
 
