@@ -87,6 +87,9 @@ class ServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     host: str = "127.0.0.1"
     port: Port = wsus.DEFAULT_PORT
+    # TLS (WSUS: 8531): a PEM certificate chain and its private key; both empty serves plain HTTP.
+    tls_certificate: str = ""
+    tls_key: str = ""
     anonymous_content: bool = False
     max_updates_per_request: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
 
@@ -149,6 +152,8 @@ def validate(options: Options) -> Options:
     validate_upstream_url(options.source.upstream)
     if options.proxy.enabled and not options.proxy.host:
         raise InputError("proxy.host must be set when proxy.enabled is true")
+    if bool(options.server.tls_certificate) != bool(options.server.tls_key):
+        raise InputError("server.tls_certificate and server.tls_key go together: set both, or neither for plain HTTP")
     for key in ("products", "classifications", "languages"):
         values: list[str] = getattr(options, key)
         if len(set(values)) != len(values):
@@ -156,11 +161,13 @@ def validate(options: Options) -> Options:
     return options
 
 
-def from_data(data: Any) -> Options:
+def from_data(data: Any, *, check: bool = True) -> Options:
+    """Options from plain data; ``check`` also applies the checks across fields (``validate``)."""
     try:
-        return validate(msgspec.convert(data, Options))
+        options = msgspec.convert(data, Options)
     except msgspec.ValidationError as error:
         raise InputError(f"invalid option: {describe_validation_error(error)}") from None
+    return validate(options) if check else options
 
 
 def describe_validation_error(error: msgspec.ValidationError) -> str:
@@ -223,9 +230,10 @@ class ServerDirectory:
         temporary.replace(self.options_path)
 
 
-def set_option(options: Options, key: str, value: str) -> Options:
+def set_option(options: Options, key: str, value: str, *, check: bool = True) -> Options:
     """Returns new options with ``key`` (``section.name`` or a top-level list) set from its text form; lists take
-    comma-separated values. The result is fully validated; ``options`` is not changed."""
+    comma-separated values. Each field is validated; ``check`` also applies the checks across fields (off while
+    several options change together). ``options`` is not changed."""
     data: dict[str, Any] = msgspec.to_builtins(options)
     section, _, name = key.partition(".")
     allowed = sorted(
@@ -240,7 +248,7 @@ def set_option(options: Options, key: str, value: str) -> Options:
         data[section][name] = parsed
     else:
         data[section] = parsed
-    return from_data(data)
+    return from_data(data, check=check)
 
 
 def parse_value(key: str, text: str, current: object) -> object:

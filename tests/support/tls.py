@@ -14,6 +14,8 @@ import trustme
 class TestPki:
     ca_file: Path
     server_context: ssl.SSLContext
+    certificate_file: Path
+    key_file: Path
 
 
 def make_pki(directory: Path) -> TestPki:
@@ -23,4 +25,8 @@ def make_pki(directory: Path) -> TestPki:
     certificate.configure_cert(context)
     ca_file = directory / "test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    return TestPki(ca_file=ca_file, server_context=context)
+    certificate_file, key_file = directory / "server-cert.pem", directory / "server-key.pem"
+    certificate.private_key_pem.write_to_path(str(key_file))
+    for index, blob in enumerate(certificate.cert_chain_pems):
+        blob.write_to_path(str(certificate_file), append=index > 0)
+    return TestPki(ca_file=ca_file, server_context=context, certificate_file=certificate_file, key_file=key_file)

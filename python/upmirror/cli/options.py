@@ -11,7 +11,7 @@ import tomli_w
 
 from upmirror.cli.common import EXIT_OK
 from upmirror.errors import InputError
-from upmirror.options import Options, ServerDirectory, set_option, validate_upstream_url
+from upmirror.options import Options, ServerDirectory, set_option, validate, validate_upstream_url
 from upmirror.store import Store
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -40,10 +40,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dir_argument(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(handler=run_show)
-    change = actions.add_parser("set", help="set one option, e.g. `schedule.per_day 4` or `languages en,de`")
+    change = actions.add_parser(
+        "set",
+        help="set options, e.g. `schedule.per_day 4` or `languages en,de`",
+        description="Set one or more options at once (KEY VALUE [KEY VALUE ...]); they are checked together and "
+        "saved together, or not at all.",
+    )
     add_dir_argument(change)
     change.add_argument("key", help="section.name, or products / classifications / languages")
     change.add_argument("value", help="the new value; lists are comma-separated")
+    change.add_argument("more", nargs="*", metavar="KEY VALUE", help="further pairs")
     change.set_defaults(handler=run_set)
 
 
@@ -86,16 +92,23 @@ def run_show(args: argparse.Namespace) -> int:
 def run_set(args: argparse.Namespace) -> int:
     directory = ServerDirectory.from_arg(args.dir)
     options = directory.load()
-    value = args.value
-    if args.key in ("products", "classifications"):
-        if options.source.replica:
-            raise InputError(f"this server is a replica: its {args.key} follow its upstream and cannot be changed here")
-        value = ",".join(resolve_categories(directory, args.key, value))
-    updated = set_option(options, args.key, value)
-    directory.save(updated)
+    words = [args.key, args.value, *args.more]
+    if len(words) % 2:
+        raise InputError(f"option {words[-1]!r} has no value: give KEY VALUE pairs")
+    pairs = list(zip(words[::2], words[1::2], strict=True))
+    updated = options
+    for key, text in pairs:
+        value = text
+        if key in ("products", "classifications"):
+            if options.source.replica:
+                raise InputError(f"this server is a replica: its {key} follow its upstream and cannot be changed here")
+            value = ",".join(resolve_categories(directory, key, text))
+        updated = set_option(updated, key, value, check=False)
+    directory.save(validate(updated))
     shown = updated.redacted()
-    section, _, name = args.key.partition(".")
-    print(f"{args.key} = {shown[section][name] if name else shown[section]}")
+    for key, _ in pairs:
+        section, _, name = key.partition(".")
+        print(f"{key} = {shown[section][name] if name else shown[section]}")
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, format_bytes, progress_display
 from upmirror.cli.options import add_dir_argument
+from upmirror.errors import UpmirrorError
 from upmirror.model import SyncRecord
 from upmirror.options import ServerDirectory
 
@@ -44,15 +45,29 @@ def run_sync(args: argparse.Namespace) -> int:
         if not args.json:
             print(line, file=sys.stderr, flush=True)
 
-    with progress_display("Downloading") as progress:
-        record = synchronize(
-            directory, trigger="scheduled" if args.scheduled else "manual", on_event=say, progress=progress
-        )
+    try:
+        with progress_display("Downloading") as progress:
+            record = synchronize(
+                directory, trigger="scheduled" if args.scheduled else "manual", on_event=say, progress=progress
+            )
+    except UpmirrorError:
+        if args.json:  # scripts get the failed attempt's record too; the error line goes to stderr as usual
+            print_latest_record(directory)
+        raise
     if args.json:
         sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     else:
         print(describe(record))
     return EXIT_OK if record.result == "succeeded" else EXIT_FAILURE
+
+
+def print_latest_record(directory: ServerDirectory) -> None:
+    from upmirror.store import Store  # noqa: PLC0415
+
+    with Store.open(directory.database_path) as store:
+        history = store.sync_history(limit=1)
+    if history:
+        sys.stdout.write(msgspec.json.encode(history[0]).decode() + "\n")
 
 
 def describe(record: SyncRecord) -> str:

@@ -15,12 +15,14 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 
 import uvloop
 from aiohttp import web
 
+from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import build_app
 from upmirror.server.scheduler import Scheduler
@@ -30,12 +32,27 @@ BACKLOG = 1024
 PR_SET_PDEATHSIG = 1
 
 
-def url_of(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url_of(host: str, port: int, *, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def tls_context(options: Options) -> ssl.SSLContext | None:
+    """The server's TLS context from its certificate and key files, or None for plain HTTP."""
+    if not options.server.tls_certificate:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(options.server.tls_certificate, options.server.tls_key)
+    except (OSError, ssl.SSLError) as error:
+        raise InputError(
+            f"cannot use server.tls_certificate {options.server.tls_certificate!r} with server.tls_key: {error}"
+        ) from None
+    return context
 
 
 async def serve(
@@ -49,7 +66,7 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.SockSite(runner, listening, backlog=BACKLOG).start()
+        await web.SockSite(runner, listening, backlog=BACKLOG, ssl_context=tls_context(options)).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -82,10 +99,12 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     # Open (and migrate) the store once before the workers exist: a bad store fails here, and no two workers race
     # to migrate it.
     Store.open(directory.database_path).close()
+    tls_context(options)  # a bad certificate or key fails here, before anything listens
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listening.setblocking(False)
-    print(f"listening on {url_of(host, listening.getsockname()[1])}", flush=True)
+    url = url_of(host, listening.getsockname()[1], tls=bool(options.server.tls_certificate))
+    print(f"listening on {url}", flush=True)
     sys.stderr.flush()
     children = []
     parent = os.getpid()

@@ -1,4 +1,5 @@
-"""``/Content/<xx>/<SHA-1><ext>``: update files in the WSUS layout, sent with zero-copy ``sendfile(2)``.
+"""``/Content/<xx>/<SHA-1><ext>``: update files in the WSUS layout, sent with zero-copy ``sendfile(2)`` (through
+the TLS layer in bounded pieces when the server serves TLS).
 
 Everything is answered here, on the event loop: the file is opened and stat'ed inline (a page-cached open costs
 microseconds, where aiohttp's FileResponse hands each request to a thread), validators (ETag, Last-Modified) and
@@ -27,6 +28,8 @@ from upmirror import content_relative_path, parse_content_path
 from upmirror.errors import one_line
 
 MAX_RANGES: Final = 64
+# Under TLS, file bytes are read and written in pieces of this size (sendfile cannot encrypt).
+COPY_PIECE: Final = 1 << 20
 # Responses up to this size are read and written with their headers in one write instead of sendfile.
 SMALL_BODY: Final = 64 << 10
 
@@ -201,6 +204,17 @@ class ContentFiles:
         return await send_parts(request, descriptor, parts, f"\r\n--{boundary}--\r\n".encode(), headers, status=206)
 
 
+async def send_copied(response: web.StreamResponse, descriptor: int, offset: int, count: int) -> None:
+    """Sends ``count`` bytes of the file from ``offset`` through the response (for TLS), a bounded piece at a time."""
+    while count > 0:
+        piece = os.pread(descriptor, min(count, COPY_PIECE), offset)
+        if not piece:
+            raise ConnectionResetError("the file shrank while it was sent")
+        await response.write(piece)
+        offset += len(piece)
+        count -= len(piece)
+
+
 async def send_parts(
     request: web.Request,
     descriptor: int,
@@ -222,10 +236,15 @@ async def send_parts(
     if request.method == hdrs.METH_HEAD or writer is None or request.transport is None:
         await response.write_eof()
         return response
+    # Under TLS the bytes must pass through the TLS layer: sendfile would put plain bytes on the socket.
+    encrypted = request.transport.get_extra_info("sslcontext") is not None
     for start, end, head in parts:
         if head:
             await response.write(head)
-        await send_zero_copy(request.transport, writer, descriptor, start, end - start)
+        if encrypted:
+            await send_copied(response, descriptor, start, end - start)
+        else:
+            await send_zero_copy(request.transport, writer, descriptor, start, end - start)
     if tail:
         await response.write(tail)
     await response.write_eof()

@@ -10,8 +10,6 @@ import datetime
 import logging
 from typing import Final
 
-import msgspec
-
 from upmirror.errors import UpmirrorError
 from upmirror.model import SyncRecord
 from upmirror.options import ServerDirectory
@@ -74,9 +72,15 @@ class Scheduler:
         log.warning("scheduler: upstream still unreachable; waiting for the next scheduled time")
 
     async def sync_once(self) -> SyncRecord | None:
+        """Runs one ``upmirror sync`` and returns the history record it wrote (None if it wrote none, e.g. when
+        another sync held the lock)."""
+        before = await asyncio.to_thread(self.latest_record)
         process = await start_sync(self.directory, scheduled=True)
-        stdout, _ = await process.communicate()
-        try:
-            return msgspec.json.decode(stdout.strip().splitlines()[-1], type=SyncRecord) if stdout.strip() else None
-        except msgspec.DecodeError:
-            return None
+        await process.communicate()
+        after = await asyncio.to_thread(self.latest_record)
+        return after if after is not None and (before is None or after.id != before.id) else None
+
+    def latest_record(self) -> SyncRecord | None:
+        with Store.open(self.directory.database_path) as store:
+            history = store.sync_history(limit=1)
+        return history[0] if history else None

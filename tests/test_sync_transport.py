@@ -1,0 +1,163 @@
+"""How a downstream reaches its upstream, over real transports: TLS with a certificate from a generated CA, an HTTP
+proxy with real Basic authentication (tinyproxy), the scheduler of ``upmirror serve`` firing at its time, and the
+admin interface's "synchronize now" behind an admin token."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support.proxy import TinyProxy
+from tests.support.tls import make_pki
+from tests.support.upmirror_server import UpmirrorServer, add_token
+from tests.test_sync import make_downstream, make_root, ok, stored, sync, upmirror
+
+PROXY_PASSWORD = "pr0xy-Secret"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_root(tmp_path_factory.mktemp("root") / "root", updates=200, content="4M", seed=7)
+
+
+def test_sync_over_tls_is_verified_against_the_configured_ca(root: Path, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    token = add_token(root, "tls-branch")
+    ok(
+        "options",
+        "set",
+        "--dir",
+        root,
+        "server.tls_certificate",
+        str(pki.certificate_file),
+        "server.tls_key",
+        str(pki.key_file),
+    )
+    try:
+        with UpmirrorServer(root, token=token) as server:
+            assert server.url.startswith("https://")
+            untrusting = make_downstream(tmp_path / "untrusting", server.url, token)
+            code, _, stderr = sync(untrusting)
+            assert code == 1
+            assert "TLS" in stderr or "certificate" in stderr
+            assert stored(untrusting) == {}
+
+            trusting = make_downstream(tmp_path / "trusting", server.url, token, ("source.ca_file", str(pki.ca_file)))
+            code, record, stderr = sync(trusting)
+            assert code == 0, stderr
+            assert record["new_updates"] > 0
+    finally:
+        ok("options", "set", "--dir", root, "server.tls_certificate", "", "server.tls_key", "")
+
+
+def test_sync_through_a_proxy_with_basic_authentication(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "proxied-branch")
+    with UpmirrorServer(root, token=token) as server, TinyProxy(user="syncer", password=PROXY_PASSWORD) as proxy:
+        port = proxy.rsplit(":", 1)[1]
+        down = make_downstream(tmp_path / "down", server.url, token)
+        ok("options", "set", "--dir", down, "proxy.enabled", "true", "proxy.host", "127.0.0.1", "proxy.port", port)
+        ok("options", "set", "--dir", down, "proxy.user", "syncer", "proxy.password", PROXY_PASSWORD)
+        code, _, stderr = sync(down)
+        assert code == 1
+        assert "Basic authentication" in stderr
+        assert "allow basic authentication" in stderr
+        assert PROXY_PASSWORD not in stderr
+        status = upmirror("status", "--dir", down, "--json")
+        assert PROXY_PASSWORD not in status.stdout
+        assert stored(down) == {}
+
+        ok("options", "set", "--dir", down, "proxy.allow_basic_auth", "true")
+        code, record, stderr = sync(down)
+        assert code == 0, stderr
+        assert record["new_updates"] > 0
+        assert record["files_downloaded"] > 0
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def history(directory: Path) -> list[dict[str, object]]:
+    return json.loads(ok("status", "--dir", directory, "--json"))["history"]  # type: ignore[no-any-return]
+
+
+def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "scheduled-branch")
+    with UpmirrorServer(root, token=token) as upstream:
+        down = make_downstream(tmp_path / "down", upstream.url, token)
+        due = datetime.now(UTC) + timedelta(seconds=4)
+        for key, value in (
+            ("schedule.automatic", "true"),
+            ("schedule.first_sync", due.strftime("%H:%M:%S")),
+            ("schedule.max_random_offset_minutes", "0"),
+        ):
+            ok("options", "set", "--dir", down, key, value)
+        status = json.loads(ok("status", "--dir", down, "--json"))
+        assert datetime.fromisoformat(status["next_sync"]) == due.replace(microsecond=0)
+        with UpmirrorServer(down):
+            wait_for(lambda: any(h["result"] == "succeeded" for h in history(down)), 60, "the scheduled sync")
+        entry = history(down)[0]
+        assert entry["trigger"] == "scheduled"
+        assert datetime.fromisoformat(str(entry["started"])) >= due.replace(microsecond=0)
+        assert stored(down)
+
+
+def test_an_unreachable_upstream_is_retried_by_the_scheduler(tmp_path: Path) -> None:
+    down = make_downstream(tmp_path / "down", "http://127.0.0.1:9", "upm_token")
+    due = datetime.now(UTC) + timedelta(seconds=3)
+    for key, value in (
+        ("schedule.automatic", "true"),
+        ("schedule.first_sync", due.strftime("%H:%M:%S")),
+        ("schedule.max_random_offset_minutes", "0"),
+        ("schedule.retries", "2"),
+        ("schedule.retry_interval_minutes", "0.02"),
+        ("transfer.retries", "0"),
+    ):
+        ok("options", "set", "--dir", down, key, value)
+    with UpmirrorServer(down):
+        wait_for(lambda: len(history(down)) >= 3, 60, "the first attempt and two retries")
+        time.sleep(3)  # past the retry interval: no fourth attempt comes before the next scheduled time
+    attempts = history(down)
+    assert len(attempts) == 3
+    assert all(a["trigger"] == "scheduled" and a["upstream_unreachable"] for a in attempts)
+    starts = sorted(datetime.fromisoformat(str(a["started"])) for a in attempts)
+    assert all(later - earlier >= timedelta(seconds=1) for earlier, later in itertools.pairwise(starts))
+
+
+def admin_call(url: str, path: str, token: str, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(f"{url}{path}", method=method, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_synchronize_now_through_the_admin_interface(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "admin-branch")
+    with UpmirrorServer(root, token=token) as upstream:
+        down = make_downstream(tmp_path / "down", upstream.url, token)
+        admin = ok("tokens", "add", "console", "--admin", "--dir", down).strip()
+        downstream_only = add_token(down, "below")
+        with UpmirrorServer(down) as server:
+            assert admin_call(server.url, "/api/v1/admin/sync", downstream_only, "POST")[0] == 401
+            assert admin_call(server.url, "/api/v1/admin/status", "", "GET")[0] == 401
+            status, body = admin_call(server.url, "/api/v1/admin/sync", admin, "POST")
+            assert status == 202, body
+            wait_for(lambda: any(h["result"] == "succeeded" for h in history(down)), 60, "the sync started now")
+            status, body = admin_call(server.url, "/api/v1/admin/status", admin)
+            assert status == 200
+            document = json.loads(body)
+            assert document["history"][0]["trigger"] == "manual"
+            assert document["role"] == "autonomous"
+        assert stored(down)
