@@ -187,6 +187,27 @@ class DriversRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     )
 
 
+class InventoryReport(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/client/inventory``: a client device reports the hardware IDs of its attached devices and its
+    computer hardware IDs (non-identifying: no names, no serial numbers). A new report replaces the previous one."""
+
+    device: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+    hardware_ids: Annotated[list[HardwareId], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
+    computer_hardware_ids: Annotated[list[Guid], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)
+
+
+class ClientUpdatesRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /api/v1/client/updates``: which approved updates apply to this device."""
+
+    device: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+class ClientUpdatesResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """Approved, unexpired updates; drivers only for devices the client reported (server-side filtering)."""
+
+    updates: list[Update]
+
+
 class PublishManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``upmirror publish MANIFEST`` (JSON): categories to add and updates to publish; each file is read from the
     manifest's folder by its ``name`` and must match the size and every digest the manifest gives."""

@@ -50,6 +50,7 @@ from upmirror.model import (
     DriversRequest,
     FileRef,
     FilterItem,
+    InventoryReport,
     RevisionsRequest,
     SyncRecord,
     Update,
@@ -128,6 +129,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (uid, sha1)
     ) WITHOUT ROWID;
     CREATE INDEX update_files_sha1 ON update_files (sha1);
+    -- Client device inventory (inventory-based driver synchronization): per device, never sent upstream as such.
+    CREATE TABLE inventory (
+        device TEXT NOT NULL, kind TEXT NOT NULL, hardware_id TEXT NOT NULL, PRIMARY KEY (device, kind, hardware_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX inventory_id ON inventory (kind, hardware_id);
     -- Synchronization attempts (the history of the WSUS console), each a MessagePack SyncRecord.
     CREATE TABLE sync_history (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
     """,
@@ -809,6 +815,45 @@ class Store:
     def _forget_unnamed_files(self) -> None:
         self.connection.execute("DELETE FROM files WHERE sha1 NOT IN (SELECT sha1 FROM update_files)")
 
+    # ---- client inventory (inventory-based driver synchronization) ----
+
+    def report_inventory(self, report: InventoryReport) -> None:
+        """Keeps a device's inventory, replacing its previous report."""
+        with self.transaction():
+            self.connection.execute("DELETE FROM inventory WHERE device = ?", (report.device,))
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO inventory VALUES (?, ?, ?)",
+                [(report.device, "device", h) for h in report.hardware_ids]
+                + [(report.device, "computer", c) for c in report.computer_hardware_ids],
+            )
+
+    def inventory_rollup(self) -> tuple[list[str], list[str]]:
+        """The de-duplicated hardware IDs and computer hardware IDs of every device: all that goes upstream (no
+        device, no counts)."""
+        rows = self.connection.execute("SELECT DISTINCT kind, hardware_id FROM inventory ORDER BY 1, 2").fetchall()
+        return [h for kind, h in rows if kind == "device"], [h for kind, h in rows if kind == "computer"]
+
+    def updates_for_device(self, device: str) -> Iterator[Update]:
+        """Approved, unexpired updates for a client: every approved update that is not a driver, and approved drivers
+        only when the device reported one of their hardware IDs (and, for drivers aimed at particular computers, its
+        computer hardware ID)."""
+        cursor = self.connection.execute(
+            "SELECT r.data FROM approvals a JOIN updates u ON u.uid = a.uid"
+            " JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"
+            " WHERE a.action = 'approved' AND NOT u.expired AND ("
+            "  NOT EXISTS (SELECT 1 FROM hardware_ids h WHERE h.uid = u.uid)"
+            "  OR (EXISTS (SELECT 1 FROM hardware_ids h JOIN inventory i ON i.kind = 'device'"
+            "       AND i.hardware_id = h.hardware_id AND i.device = :device WHERE h.uid = u.uid)"
+            "   AND (NOT EXISTS (SELECT 1 FROM computer_hardware_ids c WHERE c.uid = u.uid)"
+            "    OR EXISTS (SELECT 1 FROM computer_hardware_ids c JOIN inventory i ON i.kind = 'computer'"
+            "       AND i.hardware_id = c.computer_hardware_id AND i.device = :device WHERE c.uid = u.uid))))"
+            " ORDER BY u.uid",
+            {"device": device},
+        )
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for (data,) in page:
+                yield update_decoder.decode(data)
+
     # ---- downstream tokens (stored as SHA-256 only) ----
 
     def add_token(self, name: str, role: TokenRole = "downstream") -> str:
@@ -862,9 +907,12 @@ class SyncState(msgspec.Struct, kw_only=True):
     category_anchor: str = ""
     update_anchor: str = ""
     approval_anchor: str = ""
+    driver_anchor: str = ""
     products: list[str] = msgspec.field(default_factory=list)
     classifications: list[str] = msgspec.field(default_factory=list)
     languages: list[str] = msgspec.field(default_factory=list)
+    hardware_ids: list[str] = msgspec.field(default_factory=list)
+    computer_hardware_ids: list[str] = msgspec.field(default_factory=list)
 
 
 def _single_column_pages(cursor: sqlite3.Cursor) -> Iterator[list[str]]:

@@ -6,7 +6,8 @@
 4. list revisions since the update anchor for the selected products, classifications and languages, asking in full
    for items added to the filter since the last successful sync;
 5. fetch the metadata of revisions not yet stored, in batches within the upstream's limit, one transaction per batch;
-   record expirations; a replica also takes the upstream's approvals and declines;
+   record expirations; then the same for the drivers matching the de-duplicated hardware IDs the clients reported
+   (inventory-based driver synchronization); a replica also takes the upstream's approvals and declines;
 6. only then advance the anchors: a failed or interrupted sync keeps the old ones and the next run picks up what is
    missing;
 7. download every needed file not yet in the content directory as one job list for the native engine (files that
@@ -29,7 +30,16 @@ import msgspec
 from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
 from upmirror.errors import InputError, UpmirrorError, one_line
 from upmirror.filters import check_languages, delta_flags
-from upmirror.model import FileRef, FilterItem, RevisionRef, RevisionsRequest, SyncRecord, SyncTrigger
+from upmirror.model import (
+    DriversRequest,
+    FileRef,
+    FilterItem,
+    RevisionRef,
+    RevisionsRequest,
+    RevisionsResponse,
+    SyncRecord,
+    SyncTrigger,
+)
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store, SyncState
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
@@ -150,12 +160,21 @@ class Synchronizer:
             languages=filter_items(options.languages, state.languages),
         )
         listing = self.upstream.revisions(request)
-        wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
-        self.on_event(f"metadata: {len(listing.revisions)} revisions listed, {len(wanted)} to fetch")
-        for batch in batched(wanted, info.max_updates_per_request):
-            self.store_batch(batch)
-        known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
-        self.record.expired_updates = self.store.expire(known_expired)
+        self.take_listing(listing, info.max_updates_per_request, "revisions")
+
+        # Inventory-based driver synchronization: only the de-duplicated roll-up of reported IDs goes upstream.
+        hardware_ids, computer_ids = self.store.inventory_rollup()
+        driver_anchor = state.driver_anchor
+        if hardware_ids:
+            drivers = self.upstream.drivers(
+                DriversRequest(
+                    anchor=state.driver_anchor,
+                    hardware_ids=filter_items(hardware_ids, state.hardware_ids),
+                    computer_hardware_ids=filter_items(computer_ids, state.computer_hardware_ids),
+                )
+            )
+            self.take_listing(drivers, info.max_updates_per_request, "drivers for the reported hardware")
+            driver_anchor = drivers.anchor
 
         approval_anchor = state.approval_anchor
         if options.source.replica:
@@ -170,15 +189,27 @@ class Synchronizer:
                 category_anchor=categories.anchor,
                 update_anchor=listing.anchor,
                 approval_anchor=approval_anchor,
+                driver_anchor=driver_anchor,
                 products=list(options.products),
                 classifications=list(options.classifications),
                 languages=list(options.languages),
+                hardware_ids=hardware_ids,
+                computer_hardware_ids=computer_ids,
             )
         )
         self.on_event(
             f"metadata: {self.record.new_updates} new updates, {self.record.revised_updates} revised, "
             f"{self.record.expired_updates} expired" + (f", {self.record.approvals} approvals" * options.source.replica)
         )
+
+    def take_listing(self, listing: RevisionsResponse, batch_limit: int, what: str) -> None:
+        """Fetches and stores the listed revisions not yet stored, in batches; records the expirations."""
+        wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
+        self.on_event(f"metadata: {len(listing.revisions)} {what} listed, {len(wanted)} to fetch")
+        for batch in batched(wanted, batch_limit):
+            self.store_batch(batch)
+        known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
+        self.record.expired_updates += self.store.expire(known_expired)
 
     def store_batch(self, batch: tuple[RevisionRef, ...]) -> None:
         updates = self.upstream.updates(batch)

@@ -1,7 +1,8 @@
 """A TCP relay on loopback that counts the bytes an upstream sends: an observer of a sync that is independent of
 upmirror's own accounting. ``with CountingRelay(port) as relay:`` forwards ``relay.port`` to ``port`` on a thread;
 ``relay.downstream_bytes`` is what the upstream sent through it, ``relay.connections`` how many were opened.
-``relay.reset()`` zeroes the counters between two syncs."""
+``relay.reset()`` zeroes the counters between two syncs. ``sent_to_upstream`` keeps the first MiB of what clients
+sent, for tests that check what a request carried."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 from types import TracebackType
 
 BUFFER = 1 << 16
+RECORD_LIMIT = 1 << 20
 
 
 class CountingRelay:
@@ -21,6 +23,7 @@ class CountingRelay:
         self.downstream_bytes = 0
         self.upstream_bytes = 0
         self.connections = 0
+        self.sent_to_upstream = bytearray()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -32,6 +35,7 @@ class CountingRelay:
     def reset(self) -> None:
         with self._lock:
             self.downstream_bytes = self.upstream_bytes = self.connections = 0
+            self.sent_to_upstream.clear()
 
     def __enter__(self) -> CountingRelay:
         self.listener.settimeout(0.2)
@@ -77,6 +81,8 @@ class CountingRelay:
                             self.downstream_bytes += len(data)
                         else:
                             self.upstream_bytes += len(data)
+                            if len(self.sent_to_upstream) < RECORD_LIMIT:
+                                self.sent_to_upstream += data
                     try:
                         key.data.sendall(data)
                     except OSError:

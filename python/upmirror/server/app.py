@@ -34,7 +34,10 @@ from upmirror.model import (
     ApprovalsRequest,
     ApprovalsResponse,
     CategoriesResponse,
+    ClientUpdatesRequest,
+    ClientUpdatesResponse,
     DriversRequest,
+    InventoryReport,
     RevisionsRequest,
     ServerInfo,
     UpdatesRequest,
@@ -237,6 +240,23 @@ class Protocol:
         return msgpack_response(ApprovalsResponse(anchor=str(current), approvals=approvals))
 
 
+class Clients:
+    """The client API: devices report their inventory and ask which approved updates apply to them."""
+
+    def __init__(self, stores: StoreThreads) -> None:
+        self.stores = stores
+
+    async def inventory(self, request: web.Request) -> web.Response:
+        report = decode_msgpack(await request.read(), InventoryReport)
+        await self.stores.run(lambda store: store.report_inventory(report))
+        return web.Response(status=204)
+
+    async def updates(self, request: web.Request) -> web.Response:
+        wanted = decode_msgpack(await request.read(), ClientUpdatesRequest)
+        found = await self.stores.run(lambda store: list(store.updates_for_device(wanted.device)))
+        return msgpack_response(ClientUpdatesResponse(updates=found))
+
+
 class Tokens:
     """Bearer-token checks with a short cache of tokens known to be valid, by role: a downstream token opens the
     sync protocol and /Content; an admin token opens those and the admin interface."""
@@ -311,6 +331,9 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
         "/Content/{folder}/{name}", guarded(content.handle, protected=not options.server.anonymous_content)
     )
 
+    clients = Clients(stores)
+    app.router.add_post("/api/v1/client/inventory", guarded(clients.inventory))
+    app.router.add_post("/api/v1/client/updates", guarded(clients.updates))
     admin = Admin(directory)
     app.router.add_get("/api/v1/admin/status", guarded(admin.status, role="admin"))
     app.router.add_post("/api/v1/admin/sync", guarded(admin.synchronize_now, role="admin"))
