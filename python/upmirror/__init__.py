@@ -5,27 +5,41 @@ The fast parts (hashing, downloads, the content store, copies, dedup) live in th
 """
 
 from upmirror._native import (
+    CopyReport,
+    DedupReport,
+    DuplicateGroup,
     FileDigests,
     Hasher,
     ProgressSnapshot,
     UpmirrorError,
+    VerifyReport,
     __version__,
     content_relative_path,
+    copy_content,
+    deduplicate,
     hash_file,
     hash_files,
     parse_content_path,
+    verify_content,
 )
 from upmirror.errors import InputError
 
 __all__ = [
+    "CopyReport",
+    "DedupReport",
+    "DuplicateGroup",
     "FileDigests",
     "Hasher",
     "InputError",
     "ProgressSnapshot",
     "UpmirrorError",
+    "VerifyReport",
     "__version__",
     "content_relative_path",
+    "copy_content",
+    "deduplicate",
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "verify_content",
 ]

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from upmirror import __version__
-from upmirror.cli import demo, hashing, options
+from upmirror.cli import content, demo, hashing, options
 from upmirror.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, print_error
 from upmirror.errors import InputError, UpmirrorError
 
 # Each module has `register(subparsers)`, which adds its commands and sets `handler` on their parsers.
-COMMAND_MODULES = (options, hashing, demo)
+COMMAND_MODULES = (options, hashing, content, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@
 //! files live (`<content>/.partial/`), and how a verified file is placed at its final path (atomically, never
 //! before its digest matched). Every path written under a content directory is derived here from a digest.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,9 @@ use crate::error::{Error, IoResultExt, Result};
 
 /// The folder of unfinished downloads and their resume journals, inside the content directory.
 pub const PARTIAL_DIR: &str = ".partial";
+
+/// The content index (`crate::index`), a dot-name so no scan of the layout can take it for content.
+pub const INDEX_FILE: &str = ".upmirror-index";
 
 /// The longest file extension accepted from metadata (".cab", ".msu", ".esd", ".psf" and the like are 3-4).
 pub const MAX_EXTENSION_LEN: usize = 16;
@@ -116,6 +119,76 @@ impl ContentStore {
         fs::metadata(self.path_of(name)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// The content index file of this directory.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX_FILE)
+    }
+
+    /// Moves a verified file into its final path with an atomic rename but without flushing it: for bulk work
+    /// (copies) that makes a whole batch durable at once with `sync_filesystem` before it records the batch in the
+    /// content index. Until then a crash may leave the file at its final path unflushed, which is why a file absent
+    /// from the index is read and checked before it is trusted.
+    pub fn place_verified_unsynced(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
+        let target = self.path_of(name);
+        let folder = target.parent().expect("a content path has a folder");
+        match fs::rename(verified, &target) {
+            Err(e) if e.kind() == ErrorKind::NotFound && !folder.exists() => {
+                fs::create_dir_all(folder).at(folder)?;
+                fs::rename(verified, &target).at(&target)?;
+            }
+            other => other.at(&target)?,
+        }
+        Ok(target)
+    }
+
+    /// Flushes every written file and directory entry of the filesystem holding the store (one `syncfs`, far cheaper
+    /// than one `fsync` per file for thousands of files).
+    pub fn sync_filesystem(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let root = File::open(&self.root).at(&self.root)?;
+        // SAFETY: syncfs only reads the descriptor, which lives until the end of this function.
+        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+            return Err(Error::io(&self.root, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Lists the directory: every file in the layout with its metadata, and every other entry, which is reported
+    /// rather than taken for content. upmirror's own entries (`.partial/`, the index) are neither. Folders that are
+    /// not layout folders are reported whole (with a trailing `/`), not descended into.
+    pub fn scan(&self) -> Result<Scan> {
+        let mut scan = Scan::default();
+        let mut top: Vec<_> = fs::read_dir(&self.root).at(&self.root)?.collect::<std::io::Result<_>>().at(&self.root)?;
+        top.sort_by_key(fs::DirEntry::file_name);
+        for entry in top {
+            let folder_name = entry.file_name().to_string_lossy().into_owned();
+            if folder_name == PARTIAL_DIR || folder_name == INDEX_FILE {
+                continue;
+            }
+            let kind = entry.file_type().at(&entry.path())?;
+            let is_layout_folder =
+                kind.is_dir() && folder_name.len() == 2 && folder_name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_layout_folder {
+                scan.outside.push(if kind.is_dir() { format!("{folder_name}/") } else { folder_name });
+                continue;
+            }
+            let folder = entry.path();
+            for file in fs::read_dir(&folder).at(&folder)? {
+                let file = file.at(&folder)?;
+                let relative = format!("{folder_name}/{}", file.file_name().to_string_lossy());
+                let kind = file.file_type().at(&file.path())?;
+                match ContentName::parse_relative(&relative) {
+                    Ok(name) if kind.is_file() => {
+                        let metadata = file.metadata().at(&file.path())?;
+                        scan.files.push(ScanEntry { name, relative, metadata });
+                    }
+                    _ => scan.outside.push(if kind.is_dir() { format!("{relative}/") } else { relative }),
+                }
+            }
+        }
+        Ok(scan)
+    }
+
     /// Moves a verified file into its final path: flushed to disk first, then renamed atomically, so a crash leaves
     /// either no file or the whole verified file at the final path, never a partial one.
     pub fn place_verified(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
@@ -137,6 +210,22 @@ impl ContentStore {
             _ => Ok(()),
         }
     }
+}
+
+/// One file of a content directory, as listed by `ContentStore::scan`.
+#[derive(Debug)]
+pub struct ScanEntry {
+    pub name: ContentName,
+    /// The path relative to the content directory as found on disk (a WSUS folder may spell it in lower case).
+    pub relative: String,
+    pub metadata: Metadata,
+}
+
+/// What `ContentStore::scan` found: layout files and the relative paths of everything else.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<ScanEntry>,
+    pub outside: Vec<String>,
 }
 
 #[cfg(test)]
@@ -200,5 +289,27 @@ mod tests {
         assert_eq!(fs::read(placed).unwrap(), b"abc");
         assert!(store.contains(&name, 3));
         assert!(!partial.exists());
+    }
+
+    #[test]
+    fn scan_lists_layout_files_and_reports_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path());
+        store.create().unwrap();
+        let name = ContentName::from_hex(SHA1, ".cab").unwrap();
+        fs::create_dir_all(store.path_of(&name).parent().unwrap()).unwrap();
+        fs::write(store.path_of(&name), b"abc").unwrap();
+        fs::write(store.index_path(), b"").unwrap();
+        fs::write(store.partial_path_of(&name), b"a").unwrap();
+        fs::write(dir.path().join("9D/notes.txt"), b"x").unwrap();
+        fs::create_dir(dir.path().join("9D/deeper")).unwrap();
+        fs::create_dir(dir.path().join("other")).unwrap();
+        fs::write(dir.path().join("readme"), b"x").unwrap();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.files.len(), 1);
+        assert_eq!(scan.files[0].name, name);
+        let mut outside = scan.outside.clone();
+        outside.sort();
+        assert_eq!(outside, ["9D/deeper/", "9D/notes.txt", "other/", "readme"]);
     }
 }

@@ -6,10 +6,13 @@
 
 use pyo3::prelude::*;
 
+mod copy;
+mod dedup;
 mod errors;
 mod hash;
 mod progress;
 mod store;
+mod verify;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -18,5 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     progress::register(m)?;
     hash::register(m)?;
     store::register(m)?;
+    copy::register(m)?;
+    verify::register(m)?;
+    dedup::register(m)?;
     Ok(())
 }
