@@ -171,9 +171,9 @@ pub fn copy_content(
                 return;
             }
             let relative = file.name.relative_path();
-            let known = {
+            let known = |present: &fs::Metadata| {
                 let state = state.lock().expect("no worker panics holding the lock");
-                state.index.verified_entry(&relative, &file.metadata).is_some() || options.verify
+                state.index.verified_entry(&relative, present).is_some()
             };
             let outcome = copier.copy_file(file, known, progress);
             match outcome {
@@ -308,15 +308,20 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    /// Brings one file to the destination. `known`: the destination's index vouches for a present file of this name
-    /// (or `verify` asks that it be read anyway). Returns what happened and the new index entry, if any.
-    fn copy_file(&self, file: &ScanEntry, known: bool, progress: &Progress) -> Result<(Outcome, Option<IndexEntry>)> {
+    /// Brings one file to the destination. `known`: whether the destination's index vouches for the present file
+    /// with this metadata. Returns what happened and the new index entry, if any.
+    fn copy_file(
+        &self,
+        file: &ScanEntry,
+        known: impl Fn(&fs::Metadata) -> bool,
+        progress: &Progress,
+    ) -> Result<(Outcome, Option<IndexEntry>)> {
         progress.check()?;
         let target = self.destination.path_of(&file.name);
         let present = fs::metadata(&target).ok().filter(|m| m.is_file() && m.len() == file.metadata.len());
         let mut replaced = false;
-        if present.is_some() {
-            if known && !self.options.verify {
+        if let Some(present) = present {
+            if !self.options.verify && known(&present) {
                 return Ok((Outcome::Skipped { rechecked: false }, None));
             }
             // Read without counting: progress counts each file's bytes once, when it is done.

@@ -5,7 +5,8 @@
 //! modification time (and, for the duplicate, change time) seen when they were hashed; a hard link is made under a
 //! temporary name and renamed over the duplicate, so the path always holds the whole file. Reflinks use the kernel's
 //! FIDEDUPERANGE, which compares the bytes itself under a lock and shares extents only where they are equal.
-//! Paths that already share an inode count as one file. Empty files are left alone (a link saves nothing).
+//! Paths that already share an inode count as one file (reported by its first path; a duplicate is replaced at all of
+//! its paths). Empty files are left alone (a link saves nothing).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -86,6 +87,8 @@ pub struct DedupReport {
 #[derive(Clone, Debug)]
 struct Seen {
     path: PathBuf,
+    /// Other paths of the same inode under the roots: a duplicate is replaced at every one of them.
+    also: Vec<PathBuf>,
     size: u64,
     device: u64,
     inode: u64,
@@ -97,6 +100,7 @@ impl Seen {
     fn from_metadata(path: PathBuf, m: &fs::Metadata) -> Self {
         Seen {
             path,
+            also: Vec::new(),
             size: m.len(),
             device: m.dev(),
             inode: m.ino(),
@@ -105,10 +109,15 @@ impl Seen {
         }
     }
 
-    /// Same inode, size and modification time; `with_ctime` also the change time (a chmod, or a write that restored
-    /// the mtime). The kept file's change time moves when links are added to it, so it is compared without.
+    /// Same inode, size and modification time at every path; `with_ctime` also the change time (a chmod, or a
+    /// write that restored the mtime). The kept file's change time moves when links are added to it, so it is
+    /// compared without.
     fn unchanged(&self, with_ctime: bool) -> bool {
-        fs::symlink_metadata(&self.path).is_ok_and(|m| {
+        std::iter::once(&self.path).chain(&self.also).all(|path| self.unchanged_at(path, with_ctime))
+    }
+
+    fn unchanged_at(&self, path: &Path, with_ctime: bool) -> bool {
+        fs::symlink_metadata(path).is_ok_and(|m| {
             let now = Seen::from_metadata(PathBuf::new(), &m);
             now.device == self.device
                 && now.inode == self.inode
@@ -148,8 +157,9 @@ pub fn deduplicate(roots: &[PathBuf], options: DedupOptions, progress: &Progress
     })??;
     report.failed = failed;
 
+    // The file with the most paths is kept (fewest replacements), then the first path in order.
     for (_, members) in &mut found {
-        members.sort_by(|a, b| a.path.cmp(&b.path));
+        members.sort_by(|a, b| b.also.len().cmp(&a.also.len()).then_with(|| a.path.cmp(&b.path)));
     }
     found.sort_by(|(_, a), (_, b)| b[0].size.cmp(&a[0].size).then_with(|| a[0].path.cmp(&b[0].path)));
     for (blake3, members) in &found {
@@ -183,7 +193,9 @@ fn link_group(members: &[Seen], kind: LinkKind, report: &mut DedupReport) {
             LinkKind::Hardlink if kept.device != duplicate.device => {
                 Err(Error::InvalidInput("on another filesystem than the file it duplicates".into()))
             }
-            LinkKind::Hardlink => replace_by_hardlink(&kept.path, &duplicate.path),
+            LinkKind::Hardlink => std::iter::once(&duplicate.path)
+                .chain(&duplicate.also)
+                .try_for_each(|path| replace_by_hardlink(&kept.path, path)),
             LinkKind::Reflink => share_extents(&kept.path, &duplicate.path, duplicate.size),
         };
         match linked {
@@ -315,8 +327,8 @@ fn refine<K: std::hash::Hash + Eq + Send>(
 
 /// Walks the roots, keeping one path per inode, skipping upmirror's own files (the content index, `.partial/`).
 fn list_files(roots: &[PathBuf], min_size: u64, progress: &Progress) -> Result<Vec<Seen>> {
-    let mut seen_inodes = std::collections::HashSet::new();
-    let mut files = Vec::new();
+    let mut by_inode: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut files: Vec<Seen> = Vec::new();
     for root in roots {
         let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
         for entry in walker.filter_entry(|e| e.file_name() != PARTIAL_DIR && e.file_name() != INDEX_FILE) {
@@ -329,10 +341,22 @@ fn list_files(roots: &[PathBuf], min_size: u64, progress: &Progress) -> Result<V
                 continue;
             }
             let metadata = entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?;
-            if metadata.len() < min_size || !seen_inodes.insert((metadata.dev(), metadata.ino())) {
+            if metadata.len() < min_size {
                 continue;
             }
-            files.push(Seen::from_metadata(entry.into_path(), &metadata));
+            match by_inode.entry((metadata.dev(), metadata.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    let first = &mut files[*first.get()];
+                    // The same path reached through two overlapping roots is one path.
+                    if first.path != entry.path() && !first.also.iter().any(|p| p == entry.path()) {
+                        first.also.push(entry.into_path());
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(files.len());
+                    files.push(Seen::from_metadata(entry.into_path(), &metadata));
+                }
+            }
         }
     }
     Ok(files)
@@ -345,4 +369,57 @@ fn group_by_key<K: std::hash::Hash + Eq>(items: impl IntoIterator<Item = (K, See
         groups.entry(key).or_default().push(item);
     }
     groups.into_iter().filter(|(_, g)| g.len() >= 2).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_identical_files() -> (tempfile::TempDir, Vec<Seen>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), b"same bytes").unwrap();
+        fs::write(dir.path().join("b"), b"same bytes").unwrap();
+        let files = list_files(&[dir.path().to_path_buf()], 1, &Progress::new()).unwrap();
+        assert_eq!(files.len(), 2);
+        (dir, files)
+    }
+
+    #[test]
+    fn a_duplicate_changed_after_hashing_is_left_alone() {
+        let (dir, files) = two_identical_files();
+        let duplicate = dir.path().join("b");
+        let inode = fs::metadata(&duplicate).unwrap().ino();
+        // Same size, new bytes and a new modification time, as a writer would leave it.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(&duplicate, b"SAME BYTES").unwrap();
+        let mut report = DedupReport::default();
+        link_group(&files, LinkKind::Hardlink, &mut report);
+        assert_eq!(report.changed, std::slice::from_ref(&duplicate));
+        assert_eq!(report.files_linked, 0);
+        assert_eq!(fs::read(&duplicate).unwrap(), b"SAME BYTES");
+        assert_eq!(fs::metadata(&duplicate).unwrap().ino(), inode);
+    }
+
+    #[test]
+    fn a_kept_file_replaced_after_hashing_stops_the_linking() {
+        let (dir, files) = two_identical_files();
+        let kept = dir.path().join("a");
+        fs::remove_file(&kept).unwrap();
+        fs::write(&kept, b"other data").unwrap();
+        let mut report = DedupReport::default();
+        link_group(&files, LinkKind::Hardlink, &mut report);
+        assert_eq!(report.files_linked, 0);
+        assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"same bytes");
+    }
+
+    #[test]
+    fn unchanged_duplicates_become_one_inode() {
+        let (dir, files) = two_identical_files();
+        let mut report = DedupReport::default();
+        link_group(&files, LinkKind::Hardlink, &mut report);
+        assert_eq!((report.files_linked, report.bytes_saved), (1, 10));
+        let inode = |name: &str| fs::metadata(dir.path().join(name)).unwrap().ino();
+        assert_eq!(inode("a"), inode("b"));
+        assert!(!dir.path().join(".b.upmirror-dedup").exists());
+    }
 }
