@@ -9,6 +9,8 @@ import importlib
 # Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
 WORKLOADS = {
     "W1": "benches.w1_hash",
+    "W6": "benches.w6_copy",
+    "W7": "benches.w7_dedup",
 }
 
 

@@ -8,16 +8,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
 from upmirror._native import ProgressSnapshot
 from upmirror.errors import UpmirrorError
 
@@ -58,6 +48,17 @@ def progress_display(description: str) -> Iterator[ProgressCallback]:
     """Yields a callback for the native progress polling that draws a bar on stderr when it is a terminal, and
     otherwise prints a plain line every PLAIN_PROGRESS_INTERVAL seconds."""
     if sys.stderr.isatty():
+        # Imported here: rich takes about 40 ms to import, which quick commands without a terminal should not pay.
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -21,7 +21,7 @@
 //! is not on disk, and a placed file it does not know is read and checked before it is skipped: a re-run copies only
 //! what is missing.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -113,9 +113,6 @@ struct Written {
     hashed: bool,
 }
 
-/// Per file: its size and outcome, or its relative path and why it failed.
-type Results = (Vec<(u64, Outcome)>, Vec<(String, String)>);
-
 enum Outcome {
     Skipped { rechecked: bool },
     Copied { method: Method, replaced: bool, hashed: bool },
@@ -126,6 +123,20 @@ struct Checkpointing {
     index: ContentIndex,
     pending: Vec<(String, IndexEntry)>,
     last: Instant,
+}
+
+/// A file that needs work: its source metadata, and the destination file of its name if one of the same size exists.
+struct Job {
+    file: ScanEntry,
+    source: Metadata,
+    present: Option<Metadata>,
+}
+
+/// The first look at a file: vouched for at the destination by its index, to be worked on, or unreadable.
+enum Triage {
+    Known(u64),
+    Work(Box<Job>),
+    Failed(String, String),
 }
 
 /// Replicates the content directory `source` into `destination` (created if needed).
@@ -141,74 +152,98 @@ pub fn copy_content(
     destination_store.create()?;
     let scan = source_store.scan()?;
     let source_index = ContentIndex::load(&source_store);
-    let mut report = CopyReport {
-        files: scan.files.len() as u64,
-        bytes: scan.files.iter().map(|f| f.metadata.len()).sum(),
-        outside_layout: scan.outside,
-        ..CopyReport::default()
-    };
-    progress.add_total(report.files, report.bytes);
-
-    // Large files first, so the last minutes are not one thread finishing a big file alone.
-    let mut files = scan.files;
-    files.sort_by_key(|f| std::cmp::Reverse(f.metadata.len()));
-
-    let state = Mutex::new(Checkpointing {
-        index: ContentIndex::load(&destination_store),
-        pending: Vec::new(),
-        last: Instant::now(),
-    });
-    let checkpoint_running = AtomicBool::new(false);
-    let results = Mutex::new((Vec::new(), Vec::new()));
-    let copier =
-        Copier { source: &source_store, destination: &destination_store, source_index: &source_index, options };
+    let destination_index = ContentIndex::load(&destination_store);
+    let mut report =
+        CopyReport { files: scan.files.len() as u64, outside_layout: scan.outside, ..CopyReport::default() };
     let threads =
         options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4)));
 
-    run_in_pool(Some(threads), || {
-        files.par_iter().for_each(|file| {
-            if progress.is_cancelled() {
-                return;
+    // First, one stat of the destination per file: a file its index vouches for is done without touching the source.
+    let triage = |file: ScanEntry| -> Triage {
+        let present = fs::metadata(destination_store.path_of(&file.name)).ok().filter(fs::Metadata::is_file);
+        if let Some(present) = &present
+            && !options.verify
+            && destination_index.verified_entry(&file.name.relative_path(), present).is_some()
+        {
+            return Triage::Known(present.len());
+        }
+        match fs::metadata(file.path_in(&source_store)) {
+            Ok(source) => {
+                let present = present.filter(|p| p.len() == source.len());
+                Triage::Work(Box::new(Job { file, source, present }))
             }
-            let relative = file.name.relative_path();
-            let known = |present: &fs::Metadata| {
-                let state = state.lock().expect("no worker panics holding the lock");
-                state.index.verified_entry(&relative, present).is_some()
-            };
-            let outcome = copier.copy_file(file, known, progress);
-            match outcome {
-                Ok((outcome, entry)) => {
-                    progress.file_done();
-                    let mut state = state.lock().expect("no worker panics holding the lock");
+            Err(error) => Triage::Failed(file.name.relative_path(), error.to_string()),
+        }
+    };
+    let triaged: Vec<Triage> = run_in_pool(Some(threads), || scan.files.into_par_iter().map(triage).collect())?;
+    let mut jobs = Vec::new();
+    let mut known_bytes = 0;
+    for outcome in triaged {
+        match outcome {
+            Triage::Known(size) => {
+                report.skipped += 1;
+                known_bytes += size;
+            }
+            Triage::Work(job) => jobs.push(*job),
+            Triage::Failed(relative, reason) => report.failed.push((relative, reason)),
+        }
+    }
+    report.bytes = known_bytes + jobs.iter().map(|j| j.source.len()).sum::<u64>();
+    progress.add_total(report.files, report.bytes);
+    progress.add_bytes(known_bytes);
+    for _ in 0..report.skipped {
+        progress.file_done();
+    }
+
+    // Large files first, so the last minutes are not one thread finishing a big file alone.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.source.len()));
+    let state = Mutex::new(Checkpointing { index: destination_index, pending: Vec::new(), last: Instant::now() });
+    let checkpoint_running = AtomicBool::new(false);
+    let copier =
+        Copier { source: &source_store, destination: &destination_store, source_index: &source_index, options };
+    let outcomes: Vec<(&Job, Result<Outcome>)> = run_in_pool(Some(threads), || {
+        jobs.par_iter()
+            .filter(|_| !progress.is_cancelled())
+            .map(|job| {
+                let outcome = copier.copy_file(job, progress).map(|(outcome, entry)| {
                     if let Some(entry) = entry {
-                        state.pending.push((relative, entry));
+                        let mut state = state.lock().expect("no worker panics holding the lock");
+                        state.pending.push((job.file.name.relative_path(), entry));
                     }
-                    drop(state);
-                    results.lock().expect("no worker panics holding the lock").0.push((file.metadata.len(), outcome));
+                    outcome
+                });
+                match &outcome {
+                    Ok(_) => progress.file_done(),
+                    Err(Error::Cancelled) => {}
+                    Err(_) => progress.file_failed(),
                 }
-                Err(Error::Cancelled) => {}
-                Err(error) => {
-                    progress.file_failed();
-                    results.lock().expect("no worker panics holding the lock").1.push((relative, error.to_string()));
-                }
-            }
-            progress.add_bytes(file.metadata.len());
-            maybe_checkpoint(&state, &checkpoint_running, &destination_store, options.sync, false);
-        });
+                progress.add_bytes(job.source.len());
+                maybe_checkpoint(&state, &checkpoint_running, &destination_store, options.sync, false);
+                (job, outcome)
+            })
+            .collect()
     })?;
     // Whatever was done, even when cancelled, is flushed and recorded.
     maybe_checkpoint(&state, &checkpoint_running, &destination_store, options.sync, true).transpose()?;
 
-    let (outcomes, failed): Results = results.into_inner().expect("workers are done");
-    for (size, outcome) in outcomes {
+    tally(&mut report, outcomes);
+    report.corrupt_source.sort();
+    report.failed.sort();
+    progress.check()?;
+    Ok(report)
+}
+
+/// Adds each worked-on file's outcome to the report.
+fn tally(report: &mut CopyReport, outcomes: Vec<(&Job, Result<Outcome>)>) {
+    for (job, outcome) in outcomes {
         match outcome {
-            Outcome::Skipped { rechecked } => {
+            Ok(Outcome::Skipped { rechecked }) => {
                 report.skipped += 1;
                 report.rechecked += u64::from(rechecked);
             }
-            Outcome::Copied { method, replaced, hashed } => {
+            Ok(Outcome::Copied { method, replaced, hashed }) => {
                 report.copied += 1;
-                report.bytes_copied += size;
+                report.bytes_copied += job.source.len();
                 report.replaced += u64::from(replaced);
                 report.hashed += u64::from(hashed);
                 match method {
@@ -217,19 +252,13 @@ pub fn copy_content(
                     Method::KernelCopy | Method::HashingCopy => {}
                 }
             }
+            Err(Error::Cancelled) => {}
+            Err(Error::InvalidInput(reason)) if reason == CORRUPT_SOURCE => {
+                report.corrupt_source.push(job.file.name.relative_path());
+            }
+            Err(error) => report.failed.push((job.file.name.relative_path(), error.to_string())),
         }
     }
-    for (relative, reason) in failed {
-        if reason == CORRUPT_SOURCE {
-            report.corrupt_source.push(relative);
-        } else {
-            report.failed.push((relative, reason));
-        }
-    }
-    report.corrupt_source.sort();
-    report.failed.sort();
-    progress.check()?;
-    Ok(report)
 }
 
 /// The failure text of a source file whose bytes do not match its name (sorted into `corrupt_source`).
@@ -251,7 +280,10 @@ fn maybe_checkpoint(
     }
     let result = (|| {
         let pending = std::mem::take(&mut state.lock().expect("no worker panics holding the lock").pending);
-        if sync && !pending.is_empty() {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if sync {
             store.sync_filesystem()?;
         }
         let mut state = state.lock().expect("no worker panics holding the lock");
@@ -308,40 +340,29 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    /// Brings one file to the destination. `known`: whether the destination's index vouches for the present file
-    /// with this metadata. Returns what happened and the new index entry, if any.
-    fn copy_file(
-        &self,
-        file: &ScanEntry,
-        known: impl Fn(&fs::Metadata) -> bool,
-        progress: &Progress,
-    ) -> Result<(Outcome, Option<IndexEntry>)> {
+    /// Brings one file to the destination: a present file of the same size is read and checked first, and kept if
+    /// it matches its name. Returns what happened and the new index entry, if any.
+    fn copy_file(&self, job: &Job, progress: &Progress) -> Result<(Outcome, Option<IndexEntry>)> {
         progress.check()?;
-        let target = self.destination.path_of(&file.name);
-        let present = fs::metadata(&target).ok().filter(|m| m.is_file() && m.len() == file.metadata.len());
+        let name = &job.file.name;
         let mut replaced = false;
-        if let Some(present) = present {
-            if !self.options.verify && known(&present) {
-                return Ok((Outcome::Skipped { rechecked: false }, None));
-            }
+        if job.present.is_some() {
             // Read without counting: progress counts each file's bytes once, when it is done.
-            if let Some(entry) = check_file(&target, &file.name, &Progress::new())? {
+            if let Some(entry) = check_file(&self.destination.path_of(name), name, &Progress::new())? {
                 return Ok((Outcome::Skipped { rechecked: true }, Some(entry)));
             }
             replaced = true;
         }
-        let source_path = self.source.root().join(&file.relative);
         let trusted = (!self.options.verify)
-            .then(|| self.source_index.verified_entry(&file.name.relative_path(), &file.metadata))
+            .then(|| self.source_index.verified_entry(&name.relative_path(), &job.source))
             .flatten();
-        let partial = self.destination.partial_path_of(&file.name);
-        let Some(Written { method, blake3, hashed }) =
-            self.write_partial(&source_path, &file.name, &partial, trusted)?
-        else {
+        let partial = self.destination.partial_path_of(name);
+        let written = self.write_partial(&job.file.path_in(self.source), name, &partial, trusted);
+        let Ok(Some(Written { method, blake3, hashed })) = written else {
             let _ = fs::remove_file(&partial);
-            return Err(Error::InvalidInput(CORRUPT_SOURCE.into()));
+            return Err(written.err().unwrap_or_else(|| Error::InvalidInput(CORRUPT_SOURCE.into())));
         };
-        let placed = self.destination.place_verified_unsynced(&partial, &file.name)?;
+        let placed = self.destination.place_verified_unsynced(&partial, name)?;
         let metadata = fs::metadata(&placed).at(&placed)?;
         Ok((Outcome::Copied { method, replaced, hashed }, Some(IndexEntry::verified(&metadata, blake3))))
     }

@@ -3,7 +3,7 @@
 //! files live (`<content>/.partial/`), and how a verified file is placed at its final path (atomically, never
 //! before its digest matched). Every path written under a content directory is derived here from a digest.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -153,37 +153,48 @@ impl ContentStore {
         Ok(())
     }
 
-    /// Lists the directory: every file in the layout with its metadata, and every other entry, which is reported
-    /// rather than taken for content. upmirror's own entries (`.partial/`, the index) are neither. Folders that are
-    /// not layout folders are reported whole (with a trailing `/`), not descended into.
+    /// Lists the directory: every file in the layout, and every other entry, which is reported rather than taken for
+    /// content. upmirror's own entries (`.partial/`, the index) are neither. Folders that are not layout folders are
+    /// reported whole (with a trailing `/`), not descended into. Only directories are read (no `stat` per file, the
+    /// folders in parallel), so listing a large unchanged directory stays cheap.
     pub fn scan(&self) -> Result<Scan> {
+        use rayon::prelude::*;
         let mut scan = Scan::default();
-        let mut top: Vec<_> = fs::read_dir(&self.root).at(&self.root)?.collect::<std::io::Result<_>>().at(&self.root)?;
-        top.sort_by_key(fs::DirEntry::file_name);
-        for entry in top {
+        let mut folders = Vec::new();
+        for entry in fs::read_dir(&self.root).at(&self.root)? {
+            let entry = entry.at(&self.root)?;
             let folder_name = entry.file_name().to_string_lossy().into_owned();
             if folder_name == PARTIAL_DIR || folder_name == INDEX_FILE {
                 continue;
             }
             let kind = entry.file_type().at(&entry.path())?;
-            let is_layout_folder =
-                kind.is_dir() && folder_name.len() == 2 && folder_name.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_layout_folder {
+            if kind.is_dir() && folder_name.len() == 2 && folder_name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                folders.push(folder_name);
+            } else {
                 scan.outside.push(if kind.is_dir() { format!("{folder_name}/") } else { folder_name });
-                continue;
             }
-            let folder = entry.path();
-            for file in fs::read_dir(&folder).at(&folder)? {
-                let file = file.at(&folder)?;
-                let relative = format!("{folder_name}/{}", file.file_name().to_string_lossy());
-                let kind = file.file_type().at(&file.path())?;
-                match ContentName::parse_relative(&relative) {
-                    Ok(name) if kind.is_file() => {
-                        let metadata = file.metadata().at(&file.path())?;
-                        scan.files.push(ScanEntry { name, relative, metadata });
-                    }
-                    _ => scan.outside.push(if kind.is_dir() { format!("{relative}/") } else { relative }),
-                }
+        }
+        let listed: Vec<Result<Scan>> = folders.par_iter().map(|folder| self.scan_folder(folder)).collect();
+        for folder in listed {
+            let folder = folder?;
+            scan.files.extend(folder.files);
+            scan.outside.extend(folder.outside);
+        }
+        scan.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        scan.outside.sort();
+        Ok(scan)
+    }
+
+    fn scan_folder(&self, folder_name: &str) -> Result<Scan> {
+        let folder = self.root.join(folder_name);
+        let mut scan = Scan::default();
+        for file in fs::read_dir(&folder).at(&folder)? {
+            let file = file.at(&folder)?;
+            let relative = format!("{folder_name}/{}", file.file_name().to_string_lossy());
+            let kind = file.file_type().at(&file.path())?;
+            match ContentName::parse_relative(&relative) {
+                Ok(name) if kind.is_file() => scan.files.push(ScanEntry { name, relative }),
+                _ => scan.outside.push(if kind.is_dir() { format!("{relative}/") } else { relative }),
             }
         }
         Ok(scan)
@@ -218,7 +229,12 @@ pub struct ScanEntry {
     pub name: ContentName,
     /// The path relative to the content directory as found on disk (a WSUS folder may spell it in lower case).
     pub relative: String,
-    pub metadata: Metadata,
+}
+
+impl ScanEntry {
+    pub fn path_in(&self, store: &ContentStore) -> PathBuf {
+        store.root().join(&self.relative)
+    }
 }
 
 /// What `ContentStore::scan` found: layout files and the relative paths of everything else.
@@ -308,8 +324,6 @@ mod tests {
         let scan = store.scan().unwrap();
         assert_eq!(scan.files.len(), 1);
         assert_eq!(scan.files[0].name, name);
-        let mut outside = scan.outside.clone();
-        outside.sort();
-        assert_eq!(outside, ["9D/deeper/", "9D/notes.txt", "other/", "readme"]);
+        assert_eq!(scan.outside, ["9D/deeper/", "9D/notes.txt", "other/", "readme"]);
     }
 }

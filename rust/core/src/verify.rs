@@ -3,8 +3,8 @@
 //! The result lists corrupt and missing files by their content path, the input a repair (fetching them again from
 //! the upstream, as `wsusutil reset` does) needs.
 
+use std::fs::Metadata;
 use std::path::Path;
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -63,6 +63,29 @@ pub(crate) fn check_file(path: &Path, name: &ContentName, progress: &Progress) -
     Ok((digests.sha1 == Some(name.sha1)).then(|| IndexEntry::verified(&metadata, digests.blake3)))
 }
 
+/// A listed file with its metadata.
+type Stated = (ScanEntry, Metadata);
+
+/// The metadata of every listed file, read in parallel; files that vanished or cannot be read are set apart.
+fn stat_all(store: &ContentStore, files: Vec<ScanEntry>) -> (Vec<Stated>, Vec<(String, String)>) {
+    let stats: Vec<(ScanEntry, std::io::Result<Metadata>)> = files
+        .into_par_iter()
+        .map(|file| {
+            let metadata = std::fs::metadata(file.path_in(store));
+            (file, metadata)
+        })
+        .collect();
+    let mut present = Vec::with_capacity(stats.len());
+    let mut unreadable = Vec::new();
+    for (file, metadata) in stats {
+        match metadata {
+            Ok(metadata) => present.push((file, metadata)),
+            Err(error) => unreadable.push((file.relative, error.to_string())),
+        }
+    }
+    (present, unreadable)
+}
+
 enum Outcome {
     Trusted,
     Ok(IndexEntry),
@@ -78,64 +101,68 @@ pub fn verify_content(root: &Path, options: VerifyOptions, progress: &Progress) 
     let store = ContentStore::new(root);
     let scan = store.scan()?;
     let index = ContentIndex::load(&store);
-    let mut report = VerifyReport {
-        files: scan.files.len() as u64,
-        bytes: scan.files.iter().map(|f| f.metadata.len()).sum(),
-        outside_layout: scan.outside,
-        ..VerifyReport::default()
-    };
+    let mut report = VerifyReport { outside_layout: scan.outside, ..VerifyReport::default() };
+    let (files, unreadable) = run_in_pool(options.threads, || stat_all(&store, scan.files))?;
+    report.unreadable = unreadable;
+    report.files = files.len() as u64;
+    report.bytes = files.iter().map(|(_, m)| m.len()).sum();
     progress.add_total(report.files, report.bytes);
 
-    let present: std::collections::HashSet<String> = scan.files.iter().map(|f| f.name.relative_path()).collect();
+    let present: std::collections::HashSet<String> = files.iter().map(|(f, _)| f.name.relative_path()).collect();
     report.missing = index.paths().filter(|p| !present.contains(*p)).map(str::to_owned).collect();
     drop(present);
 
-    let check = |file: &ScanEntry| -> Outcome {
-        if !options.full && index.verified_entry(&file.name.relative_path(), &file.metadata).is_some() {
-            progress.add_bytes(file.metadata.len());
+    let check = |file: &ScanEntry, metadata: &Metadata| -> Outcome {
+        if !options.full && index.verified_entry(&file.name.relative_path(), metadata).is_some() {
+            progress.add_bytes(metadata.len());
             return Outcome::Trusted;
         }
-        match check_file(&store.root().join(&file.relative), &file.name, progress) {
+        match check_file(&file.path_in(&store), &file.name, progress) {
             Ok(Some(entry)) => Outcome::Ok(entry),
             Ok(None) => Outcome::Corrupt,
             Err(Error::Cancelled) => Outcome::Unreadable("cancelled".into()),
             Err(error) => Outcome::Unreadable(error.to_string()),
         }
     };
-    let outcomes = Mutex::new(Vec::new());
-    run_in_pool(options.threads, || {
-        scan.files.par_iter().for_each(|file| {
-            if progress.is_cancelled() {
-                return;
-            }
-            let outcome = check(file);
-            match outcome {
-                Outcome::Trusted | Outcome::Ok(_) => progress.file_done(),
-                Outcome::Corrupt | Outcome::Unreadable(_) => progress.file_failed(),
-            }
-            outcomes.lock().expect("no worker panics holding the lock").push((file, outcome));
-        });
+    let outcomes: Vec<(&ScanEntry, &Metadata, Outcome)> = run_in_pool(options.threads, || {
+        files
+            .par_iter()
+            .filter(|_| !progress.is_cancelled())
+            .map(|(file, metadata)| {
+                let outcome = check(file, metadata);
+                match outcome {
+                    Outcome::Trusted | Outcome::Ok(_) => progress.file_done(),
+                    Outcome::Corrupt | Outcome::Unreadable(_) => progress.file_failed(),
+                }
+                (file, metadata, outcome)
+            })
+            .collect()
     })?;
 
     let mut index = index;
-    for (file, outcome) in outcomes.into_inner().expect("workers are done") {
+    let mut learned = false;
+    for (file, metadata, outcome) in outcomes {
         match outcome {
             Outcome::Trusted => report.trusted += 1,
             Outcome::Ok(entry) => {
                 report.hashed_ok += 1;
                 report.bytes_read += entry.size;
                 index.record(file.name.relative_path(), entry);
+                learned = true;
             }
             Outcome::Corrupt => {
-                report.bytes_read += file.metadata.len();
+                report.bytes_read += metadata.len();
                 report.corrupt.push(file.name.relative_path());
                 index.remove(&file.name.relative_path());
+                learned = true;
             }
             Outcome::Unreadable(reason) => report.unreadable.push((file.relative.clone(), reason)),
         }
     }
     // What was learned is kept even when cancelled: the next run skips the files checked so far.
-    index.save()?;
+    if learned {
+        index.save()?;
+    }
     progress.check()?;
     report.corrupt.sort();
     report.unreadable.sort();
