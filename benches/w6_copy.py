@@ -68,7 +68,9 @@ def run(quick: bool) -> Report:
             "cp -a; sync": shell(f"cp -a '{source}/.' '{destination}' && sync"),
             "rsync -a": ["rsync", "-a", f"{source}/", f"{destination}/"],
             "rclone copy": ["rclone", "copy", str(source), str(destination)],
-            "tar -c, tar -x (a pipe)": shell(f"mkdir -p '{destination}' && tar -C '{source}' -cf - . | tar -C '{destination}' -xf -"),
+            "tar -c, tar -x (a pipe)": shell(
+                f"mkdir -p '{destination}' && tar -C '{source}' -cf - . | tar -C '{destination}' -xf -"
+            ),
         }
 
         def fresh_destination(name: str) -> None:
