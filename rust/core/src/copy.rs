@@ -52,7 +52,8 @@ pub struct CopyOptions {
     pub hardlink: bool,
     /// Read and check every byte: present files and sources alike, whatever the indexes say.
     pub verify: bool,
-    /// Files worked on at once (`None`: twice the cores, at least 4, as copies wait on the disk).
+    /// Files worked on at once (`None`: one per core; kernel copies from the page cache and hashing are CPU work, and
+    /// 4 threads were not faster than 1 or 2 on the shared 2-core reference machine, though the runs were noisy).
     pub threads: Option<usize>,
     /// Flush to disk before recording files in the index (off: faster, but a power cut may leave garbage the
     /// index vouches for; SIGKILL is safe either way).
@@ -154,8 +155,7 @@ pub fn copy_content(
     let destination_index = ContentIndex::load(&destination_store);
     let mut report =
         CopyReport { files: scan.files.len() as u64, outside_layout: scan.outside, ..CopyReport::default() };
-    let threads =
-        options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4)));
+    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
 
     // First, one stat of the destination per file: a file its index vouches for is done without touching the source.
     let triage = |file: ScanEntry| -> Triage {

@@ -164,7 +164,8 @@ impl ContentStore {
         for entry in fs::read_dir(&self.root).at(&self.root)? {
             let entry = entry.at(&self.root)?;
             let folder_name = entry.file_name().to_string_lossy().into_owned();
-            if folder_name == PARTIAL_DIR || folder_name == INDEX_FILE {
+            // `.upmirror-index.tmp` is an index being written (or left by a crash while it was).
+            if folder_name == PARTIAL_DIR || folder_name.starts_with(INDEX_FILE) {
                 continue;
             }
             let kind = entry.file_type().at(&entry.path())?;
