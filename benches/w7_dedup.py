@@ -74,7 +74,9 @@ def run(quick: bool) -> Report:
 
         contenders = {
             "upmirror content dedup": [*UPMIRROR, "content", "dedup", str(work), "--json"],
-            "fclones group | fclones link": shell(f"{tools['fclones']} group '{work}' | {tools['fclones']} link"),
+            "fclones group, fclones link (a pipe)": shell(
+                f"{tools['fclones']} group '{work}' | {tools['fclones']} link"
+            ),
             "jdupes -r -L": [tools["jdupes"], "-r", "-L", "-q", str(work)],
             "rdfind -makehardlinks true": [
                 tools["rdfind"],
