@@ -210,3 +210,25 @@ def test_python_api_reports_progress(tmp_path: Path) -> None:
     assert report.copied == len(files)
     assert snapshots, "the callback runs at least once"
     assert snapshots[-1].files_total == len(files)
+
+
+def test_an_interrupted_copy_keeps_its_work_in_the_index(tmp_path: Path) -> None:
+    import upmirror  # noqa: PLC0415
+
+    files = make_content_dir(tmp_path / "src", [16_384 + i for i in range(2000)], seed=9)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(_: upmirror.ProgressSnapshot) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        upmirror.copy_content(tmp_path / "src", tmp_path / "dst", threads=1, progress=interrupt)
+    placed = layout_files(tmp_path / "dst")
+    assert all(files[relative] == data for relative, data in placed.items())
+
+    report = upmirror.copy_content(tmp_path / "src", tmp_path / "dst")
+    # Everything placed before the interruption was flushed and recorded, so none of it is read again.
+    assert (report.skipped, report.rechecked, report.copied) == (len(placed), 0, len(files) - len(placed))
+    assert layout_files(tmp_path / "dst") == files
