@@ -232,3 +232,21 @@ def test_an_interrupted_copy_keeps_its_work_in_the_index(tmp_path: Path) -> None
     # Everything placed before the interruption was flushed and recorded, so none of it is read again.
     assert (report.skipped, report.rechecked, report.copied) == (len(placed), 0, len(files) - len(placed))
     assert layout_files(tmp_path / "dst") == files
+
+
+def test_a_partial_file_left_by_a_link_copy_never_truncates_its_source(
+    tmp_path: Path, run_upmirror: RunUpmirror
+) -> None:
+    files = make_content_dir(tmp_path / "src", [5000, 7000], seed=10)
+    relative = sorted(files)[0]
+    # What a SIGKILLed `--link` run leaves: a hard link to the source under .partial/ (the store's naming).
+    partial = tmp_path / "dst" / ".partial" / f"{Path(relative).name}.part"
+    partial.parent.mkdir(parents=True)
+    partial.hardlink_to(tmp_path / "src" / relative)
+
+    code, report, stderr = copy_json(run_upmirror, tmp_path / "src", tmp_path / "dst")
+
+    assert code == 0, stderr
+    assert report["copied"] == len(files)
+    assert layout_files(tmp_path / "src") == files
+    assert layout_files(tmp_path / "dst") == files

@@ -25,7 +25,7 @@
 //! is not on disk, and a placed file it does not know is read and checked before it is skipped: a re-run copies only
 //! what is missing.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,8 @@ struct Written {
     blake3: Option<[u8; 32]>,
     /// The source's bytes were read and checked (rather than vouched for by its index).
     hashed: bool,
+    /// The new file's metadata, for its index entry.
+    metadata: Metadata,
 }
 
 enum Outcome {
@@ -356,13 +358,13 @@ impl Copier<'_> {
             .then(|| self.source_index.verified_entry(&name.relative_path(), &job.source))
             .flatten();
         let partial = self.destination.partial_path_of(name);
-        let written = self.write_partial(&job.file.path_in(self.source), name, &partial, trusted);
-        let Ok(Some(Written { method, blake3, hashed })) = written else {
+        let written = self.write_partial(&job.file.path_in(self.source), &job.source, name, &partial, trusted);
+        let Ok(Some(Written { method, blake3, hashed, metadata })) = written else {
             let _ = fs::remove_file(&partial);
             return Err(written.err().unwrap_or_else(|| Error::InvalidInput(CORRUPT_SOURCE.into())));
         };
-        let placed = self.destination.place_verified_unsynced(&partial, name)?;
-        let metadata = fs::metadata(&placed).at(&placed)?;
+        self.destination.place_verified_unsynced(&partial, name)?;
+        // The rename keeps the inode, so the metadata taken before it describes the placed file.
         Ok((Outcome::Copied { method, replaced, hashed }, Some(IndexEntry::verified(&metadata, blake3))))
     }
 
@@ -371,40 +373,54 @@ impl Copier<'_> {
     fn write_partial(
         &self,
         source_path: &Path,
+        source: &Metadata,
         name: &ContentName,
         partial: &Path,
         trusted: Option<&IndexEntry>,
     ) -> Result<Option<Written>> {
-        // A partial file left by an earlier run is redone from the start.
-        match fs::remove_file(partial) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::io(partial, e)),
-            _ => {}
-        }
-        let method = self.place_bytes(source_path, partial)?;
+        let (method, metadata) = self.place_bytes(source_path, source, partial)?;
         Ok(match trusted {
-            Some(entry) => Some(Written { method, blake3: entry.blake3, hashed: false }),
+            Some(entry) => Some(Written { method, blake3: entry.blake3, hashed: false, metadata }),
             // Reading the new file checks exactly the bytes the destination holds (shared extents for a reflink or
             // a hard link); they are still in the page cache, so this costs one pass of hashing.
-            None => {
-                check_file(partial, name, &Progress::new())?.map(|e| Written { method, blake3: e.blake3, hashed: true })
-            }
+            None => check_file(partial, name, &Progress::new())?.map(|e| Written {
+                method,
+                blake3: e.blake3,
+                hashed: true,
+                metadata,
+            }),
         })
     }
 
     /// Puts the source's bytes at the partial path: a hard link if asked (and possible), else a reflink, else an
-    /// in-kernel copy; the source's modification time is kept, as `cp -a` and `rsync -a` keep it.
-    fn place_bytes(&self, source_path: &Path, partial: &Path) -> Result<Method> {
+    /// in-kernel copy; the source's modification time is kept, as `cp -a` and `rsync -a` keep it. Returns the new
+    /// file's metadata.
+    fn place_bytes(&self, source_path: &Path, source: &Metadata, partial: &Path) -> Result<(Method, Metadata)> {
         if self.options.hardlink {
-            match fs::hard_link(source_path, partial) {
-                Ok(()) => return Ok(Method::Hardlink),
+            let linked = fs::hard_link(source_path, partial).or_else(|e| match e.kind() {
+                // A partial file left by an earlier run is redone from the start.
+                io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(partial).and_then(|()| fs::hard_link(source_path, partial))
+                }
+                _ => Err(e),
+            });
+            match linked {
+                Ok(()) => return Ok((Method::Hardlink, source.clone())),
                 // Across filesystems a link is impossible; the file is copied instead.
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
                 Err(e) => return Err(Error::io(partial, e)),
             }
         }
         let mut input = File::open(source_path).at(source_path)?;
-        let mut output = File::create(partial).at(partial)?;
-        let modified = input.metadata().and_then(|m| m.modified()).at(source_path)?;
+        // A new file, never an old one opened for writing: a partial left by an interrupted `--link` run is a hard
+        // link to a source file, and truncating it would truncate the source.
+        let create = || OpenOptions::new().write(true).create_new(true).open(partial);
+        let mut output = create()
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => fs::remove_file(partial).and_then(|()| create()),
+                _ => Err(e),
+            })
+            .at(partial)?;
         let method = if reflink(&input, &output) {
             Method::Reflink
         } else {
@@ -412,8 +428,9 @@ impl Copier<'_> {
             io::copy(&mut input, &mut output).at(partial)?;
             Method::KernelCopy
         };
-        output.set_modified(modified).at(partial)?;
-        Ok(method)
+        output.set_modified(source.modified().at(source_path)?).at(partial)?;
+        let metadata = output.metadata().at(partial)?;
+        Ok((method, metadata))
     }
 }
 
