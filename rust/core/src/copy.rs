@@ -20,18 +20,17 @@
 //!   is copied again.
 //!
 //! Placement and crashes: each file is written under `DST/.partial/` and renamed to its final path. Files are not
-//! flushed one by one; every `CHECKPOINT` the whole filesystem is flushed once (`syncfs`) and only then are the new
-//! files recorded in the destination's index. So after SIGKILL or a power cut the index never vouches for a file that
-//! is not on disk, and a placed file it does not know is read and checked before it is skipped: a re-run copies only
-//! what is missing.
+//! flushed one by one; every `CHECKPOINT` a thread of its own flushes the whole filesystem once (`syncfs`) while the
+//! workers go on copying, and only then records the new files in the destination's index. So after SIGKILL or a
+//! power cut the index never vouches for a file that is not on disk, and a placed file it does not know is read and
+//! checked before it is skipped: a re-run copies only what is missing.
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -120,11 +119,11 @@ enum Outcome {
     Copied { method: Method, replaced: bool, hashed: bool },
 }
 
-/// Entries learned since the last checkpoint, and the index they go into once flushed.
+/// Entries learned since the last checkpoint, and the index they go into once flushed. Two locks, so workers adding
+/// entries never wait for the index being written.
 struct Checkpointing {
-    index: ContentIndex,
-    pending: Vec<(String, IndexEntry)>,
-    last: Instant,
+    index: Mutex<ContentIndex>,
+    pending: Mutex<Vec<(String, IndexEntry)>>,
 }
 
 /// A file that needs work: its source metadata, and the destination file of its name if one of the same size exists.
@@ -198,34 +197,47 @@ pub fn copy_content(
 
     // Large files first, so the last minutes are not one thread finishing a big file alone.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.source.len()));
-    let state = Mutex::new(Checkpointing { index: destination_index, pending: Vec::new(), last: Instant::now() });
-    let checkpoint_running = AtomicBool::new(false);
+    let state = Checkpointing { index: Mutex::new(destination_index), pending: Mutex::new(Vec::new()) };
     let copier =
         Copier { source: &source_store, destination: &destination_store, source_index: &source_index, options };
-    let outcomes: Vec<(&Job, Result<Outcome>)> = run_in_pool(Some(threads), || {
-        jobs.par_iter()
-            .filter(|_| !progress.is_cancelled())
-            .map(|job| {
-                let outcome = copier.copy_file(job, progress).map(|(outcome, entry)| {
-                    if let Some(entry) = entry {
-                        let mut state = state.lock().expect("no worker panics holding the lock");
-                        state.pending.push((job.file.name.relative_path(), entry));
+    let (outcomes, checkpoints) = std::thread::scope(|scope| {
+        // Checkpoints run on a thread of their own, so no copying worker waits for the disk to be flushed.
+        let (stop, stopped) = mpsc::channel::<()>();
+        let checkpointer = scope.spawn(|| -> Result<()> {
+            let stopped = stopped;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT) {
+                checkpoint(&state, &destination_store, options.sync)?;
+            }
+            Ok(())
+        });
+        let outcomes: Result<Vec<(&Job, Result<Outcome>)>> = run_in_pool(Some(threads), || {
+            jobs.par_iter()
+                .filter(|_| !progress.is_cancelled())
+                .map(|job| {
+                    let outcome = copier.copy_file(job, progress).map(|(outcome, entry)| {
+                        if let Some(entry) = entry {
+                            let mut pending = state.pending.lock().expect("no worker panics holding the lock");
+                            pending.push((job.file.name.relative_path(), entry));
+                        }
+                        outcome
+                    });
+                    match &outcome {
+                        Ok(_) => progress.file_done(),
+                        Err(Error::Cancelled) => {}
+                        Err(_) => progress.file_failed(),
                     }
-                    outcome
-                });
-                match &outcome {
-                    Ok(_) => progress.file_done(),
-                    Err(Error::Cancelled) => {}
-                    Err(_) => progress.file_failed(),
-                }
-                progress.add_bytes(job.source.len());
-                maybe_checkpoint(&state, &checkpoint_running, &destination_store, options.sync, false);
-                (job, outcome)
-            })
-            .collect()
-    })?;
+                    progress.add_bytes(job.source.len());
+                    (job, outcome)
+                })
+                .collect()
+        });
+        drop(stop);
+        (outcomes, checkpointer.join().expect("the checkpoint thread does not panic"))
+    });
     // Whatever was done, even when cancelled, is flushed and recorded.
-    maybe_checkpoint(&state, &checkpoint_running, &destination_store, options.sync, true).transpose()?;
+    checkpoint(&state, &destination_store, options.sync)?;
+    checkpoints?;
+    let outcomes = outcomes?;
 
     tally(&mut report, outcomes);
     report.corrupt_source.sort();
@@ -265,37 +277,20 @@ fn tally(report: &mut CopyReport, outcomes: Vec<(&Job, Result<Outcome>)>) {
 /// The failure text of a source file whose bytes do not match its name (sorted into `corrupt_source`).
 const CORRUPT_SOURCE: &str = "the source file's bytes do not match the SHA-1 in its name";
 
-/// Every `CHECKPOINT` (or at the end), one thread flushes the filesystem and records the pending entries.
-fn maybe_checkpoint(
-    state: &Mutex<Checkpointing>,
-    running: &AtomicBool,
-    store: &ContentStore,
-    sync: bool,
-    last: bool,
-) -> Option<Result<()>> {
-    if !last && state.lock().expect("no worker panics holding the lock").last.elapsed() < CHECKPOINT {
-        return None;
+/// Flushes the filesystem and records the entries learned since the last checkpoint in the index on disk.
+fn checkpoint(state: &Checkpointing, store: &ContentStore, sync: bool) -> Result<()> {
+    let pending = std::mem::take(&mut *state.pending.lock().expect("no worker panics holding the lock"));
+    if pending.is_empty() {
+        return Ok(());
     }
-    if running.swap(true, Ordering::AcqRel) && !last {
-        return None;
+    if sync {
+        store.sync_filesystem()?;
     }
-    let result = (|| {
-        let pending = std::mem::take(&mut state.lock().expect("no worker panics holding the lock").pending);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if sync {
-            store.sync_filesystem()?;
-        }
-        let mut state = state.lock().expect("no worker panics holding the lock");
-        for (relative, entry) in pending {
-            state.index.record(relative, entry);
-        }
-        state.last = Instant::now();
-        state.index.save()
-    })();
-    running.store(false, Ordering::Release);
-    Some(result)
+    let mut index = state.index.lock().expect("no worker panics holding the lock");
+    for (relative, entry) in pending {
+        index.record(relative, entry);
+    }
+    index.save()
 }
 
 /// Refuses what cannot be copied: a source that is not a directory, a destination that is a file, or directories

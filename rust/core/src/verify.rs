@@ -109,6 +109,8 @@ pub fn verify_content(root: &Path, options: VerifyOptions, progress: &Progress) 
     progress.add_total(report.files, report.bytes);
 
     let present: std::collections::HashSet<String> = files.iter().map(|(f, _)| f.name.relative_path()).collect();
+    // Entries of missing files stay in the index, so they are reported again until a repair (or a cleanup) settles
+    // them; without metadata, the index is the only memory of what the directory held.
     report.missing = index.paths().filter(|p| !present.contains(*p)).map(str::to_owned).collect();
     drop(present);
 
