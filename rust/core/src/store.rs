@@ -182,6 +182,13 @@ impl ContentStore {
             scan.outside.extend(folder.outside);
         }
         scan.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        // On a case-sensitive filesystem one name can be spelled twice (`9d/…` and `9D/…`, `.cab` and `.CAB`); the
+        // second spelling is reported, never worked on, so no two workers ever write the same path.
+        let mut seen = std::collections::HashSet::new();
+        let (files, twice): (Vec<ScanEntry>, Vec<ScanEntry>) =
+            scan.files.into_iter().partition(|f| seen.insert(f.name.clone()));
+        scan.files = files;
+        scan.outside.extend(twice.into_iter().map(|f| f.relative));
         scan.outside.sort();
         Ok(scan)
     }
@@ -322,9 +329,12 @@ mod tests {
         fs::create_dir(dir.path().join("9D/deeper")).unwrap();
         fs::create_dir(dir.path().join("other")).unwrap();
         fs::write(dir.path().join("readme"), b"x").unwrap();
+        fs::create_dir(dir.path().join("9d")).unwrap();
+        fs::write(dir.path().join("9d").join(name.file_name()), b"abc").unwrap();
         let scan = store.scan().unwrap();
         assert_eq!(scan.files.len(), 1);
         assert_eq!(scan.files[0].name, name);
-        assert_eq!(scan.outside, ["9D/deeper/", "9D/notes.txt", "other/", "readme"]);
+        let twice = format!("9d/{}", name.file_name());
+        assert_eq!(scan.outside, ["9D/deeper/", "9D/notes.txt", &twice, "other/", "readme"]);
     }
 }
