@@ -10,14 +10,14 @@
 //! - An unindexed source file (or any file with `verify`) is moved the same way and then the new file is hashed
 //!   (memory-mapped, SHA-1 and blake3 on two threads) while its pages are still cached: that checks exactly the
 //!   bytes the destination holds. It was measured against hashing on the way through a 1 MiB userspace buffer
-//!   (read, hash, write; the first version of this module, commit 9b2c878): on
-//!   2,200 files, 325 MiB, page cache warm, the buffered copy took 0.61-0.62 s, `cp -a` followed by a full verify
-//!   0.52-0.61 s, and this design 0.61-0.75 s (a shared, noisy 2-core machine: no clear winner), so the simpler
-//!   design that checks the destination's own bytes was kept. A reflinked or hard-linked file shares the source's
-//!   extents, so hashing it is hashing the source.
-//! - A file already present at its destination path with the size the source has is skipped without reading it
-//!   when the destination's index vouches for it; otherwise it is read and checked (`rechecked`), and a mismatch
-//!   is copied again.
+//!   (read, hash, write; the first version of this module, commit 9b2c878): on 2,200 files, 325 MiB, page cache
+//!   warm, the buffered copy took 0.61-0.62 s, `cp -a` followed by a full verify 0.52-0.61 s, and this design
+//!   0.61-0.75 s (a shared, noisy 2-core machine: no clear winner), so the simpler design that checks the
+//!   destination's own bytes was kept. A reflinked or hard-linked file shares the source's extents, so hashing it
+//!   is hashing the source.
+//! - A file already present at its destination path that the destination's index vouches for is skipped with one
+//!   `stat` of the destination and nothing read on either side (its name is its digest). A present file of the
+//!   source's size that the index does not know is read and checked (`rechecked`); a mismatch is copied again.
 //!
 //! Placement and crashes: each file is written under `DST/.partial/` and renamed to its final path. Files are not
 //! flushed one by one; every `CHECKPOINT` a thread of its own flushes the whole filesystem once (`syncfs`) while the
