@@ -11,6 +11,8 @@ WORKLOADS = {
     "W1": "benches.w1_hash",
     "W8": "benches.w8_serve",
     "P1": "benches.protocol",
+    "W6": "benches.w6_copy",
+    "W7": "benches.w7_dedup",
 }
 
 

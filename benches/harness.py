@@ -60,6 +60,11 @@ def run_quietly(command: list[str], **kwargs: object) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
 
 
+def runner(command: list[str]) -> Callable[[], None]:
+    """A contender for `alternate` that runs a command quietly."""
+    return lambda: run_quietly(command)
+
+
 @dataclass
 class Row:
     name: str

@@ -95,7 +95,7 @@ def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path
     token = add_token(root, "scheduled-branch")
     with UpmirrorServer(root, token=token) as upstream:
         down = make_downstream(tmp_path / "down", upstream.url, token)
-        due = datetime.now(UTC) + timedelta(seconds=4)
+        due = datetime.now(UTC) + timedelta(seconds=15)  # after the options are set and the server has started
         for key, value in (
             ("schedule.automatic", "true"),
             ("schedule.first_sync", due.strftime("%H:%M:%S")),
@@ -114,7 +114,7 @@ def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path
 
 def test_an_unreachable_upstream_is_retried_by_the_scheduler(tmp_path: Path) -> None:
     down = make_downstream(tmp_path / "down", "http://127.0.0.1:9", "upm_token")
-    due = datetime.now(UTC) + timedelta(seconds=3)
+    due = datetime.now(UTC) + timedelta(seconds=15)  # after the options are set and the server has started
     for key, value in (
         ("schedule.automatic", "true"),
         ("schedule.first_sync", due.strftime("%H:%M:%S")),

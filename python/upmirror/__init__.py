@@ -5,9 +5,12 @@ The fast parts (hashing, downloads, the content store, copies, dedup) live in th
 """
 
 from upmirror._native import (
+    CopyReport,
+    DedupReport,
     DigestMismatchError,
     DownloadJob,
     DownloadReport,
+    DuplicateGroup,
     FileDigests,
     FileOutcome,
     Hasher,
@@ -18,18 +21,25 @@ from upmirror._native import (
     ProxyAuthenticationError,
     TlsError,
     UpmirrorError,
+    VerifyReport,
     __version__,
     content_relative_path,
+    copy_content,
+    deduplicate,
     hash_file,
     hash_files,
     parse_content_path,
+    verify_content,
 )
 from upmirror.errors import InputError
 
 __all__ = [
+    "CopyReport",
+    "DedupReport",
     "DigestMismatchError",
     "DownloadJob",
     "DownloadReport",
+    "DuplicateGroup",
     "FileDigests",
     "FileOutcome",
     "Hasher",
@@ -41,9 +51,13 @@ __all__ = [
     "ProxyAuthenticationError",
     "TlsError",
     "UpmirrorError",
+    "VerifyReport",
     "__version__",
     "content_relative_path",
+    "copy_content",
+    "deduplicate",
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "verify_content",
 ]

@@ -7,9 +7,12 @@ from typing import final
 
 __version__: str
 __all__ = [
+    "CopyReport",
+    "DedupReport",
     "DigestMismatchError",
     "DownloadJob",
     "DownloadReport",
+    "DuplicateGroup",
     "FileDigests",
     "FileOutcome",
     "Hasher",
@@ -20,11 +23,15 @@ __all__ = [
     "ProxyAuthenticationError",
     "TlsError",
     "UpmirrorError",
+    "VerifyReport",
     "__version__",
     "content_relative_path",
+    "copy_content",
+    "deduplicate",
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "verify_content",
 ]
 
 class UpmirrorError(Exception):
@@ -213,3 +220,118 @@ class HttpClient:
         backoff: float | None = None,
         progress: _ProgressCallback | None = None,
     ) -> DownloadReport: ...
+
+@final
+class CopyReport:
+    """What a content copy did; paths are relative to the content directories."""
+
+    @property
+    def files(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def copied(self) -> int: ...
+    @property
+    def bytes_copied(self) -> int: ...
+    @property
+    def reflinked(self) -> int: ...
+    @property
+    def hardlinked(self) -> int: ...
+    @property
+    def hashed(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def rechecked(self) -> int: ...
+    @property
+    def replaced(self) -> int: ...
+    @property
+    def corrupt_source(self) -> list[str]: ...
+    @property
+    def failed(self) -> list[tuple[str, str]]: ...
+    @property
+    def outside_layout(self) -> list[str]: ...
+
+def copy_content(
+    source: _StrPath,
+    destination: _StrPath,
+    *,
+    hardlink: bool = False,
+    verify: bool = False,
+    threads: int | None = None,
+    sync: bool = True,
+    progress: _ProgressCallback | None = None,
+) -> CopyReport: ...
+
+@final
+class VerifyReport:
+    """What a content verification found; paths are relative to the content directory."""
+
+    @property
+    def files(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def trusted(self) -> int: ...
+    @property
+    def hashed_ok(self) -> int: ...
+    @property
+    def bytes_read(self) -> int: ...
+    @property
+    def corrupt(self) -> list[str]: ...
+    @property
+    def missing(self) -> list[str]: ...
+    @property
+    def unreadable(self) -> list[tuple[str, str]]: ...
+    @property
+    def outside_layout(self) -> list[str]: ...
+
+def verify_content(
+    directory: _StrPath, *, full: bool = False, threads: int | None = None, progress: _ProgressCallback | None = None
+) -> VerifyReport: ...
+
+@final
+class DuplicateGroup:
+    """Files with identical bytes; ``paths[0]`` is the one kept."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def blake3(self) -> str: ...
+    @property
+    def paths(self) -> list[str]: ...
+
+@final
+class DedupReport:
+    """What a deduplication found and did."""
+
+    @property
+    def files(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def candidates_by_size(self) -> int: ...
+    @property
+    def read_whole(self) -> int: ...
+    @property
+    def groups(self) -> list[DuplicateGroup]: ...
+    @property
+    def bytes_duplicate(self) -> int: ...
+    @property
+    def files_linked(self) -> int: ...
+    @property
+    def bytes_saved(self) -> int: ...
+    @property
+    def changed(self) -> list[str]: ...
+    @property
+    def failed(self) -> list[tuple[str, str]]: ...
+
+def deduplicate(
+    roots: Sequence[_StrPath],
+    *,
+    link: str = "hardlink",
+    dry_run: bool = False,
+    min_size: int = 1,
+    threads: int | None = None,
+    progress: _ProgressCallback | None = None,
+) -> DedupReport: ...

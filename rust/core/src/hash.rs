@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::pool::run_in_pool;
 use crate::progress::Progress;
 
 /// Below this size blake3 hashes on one thread: splitting work across rayon costs more than it saves.
@@ -319,17 +320,7 @@ pub fn hash_files(
             })
             .collect()
     };
-    match threads {
-        None => Ok(run()),
-        Some(0) => Err(Error::InvalidInput("threads must be at least 1".into())),
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::InvalidInput(format!("cannot start {n} hashing threads: {e}")))?;
-            Ok(pool.install(run))
-        }
-    }
+    run_in_pool(threads, run)
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use crate::error::{Error, IoResultExt, Result};
 /// The folder of unfinished downloads and their resume journals, inside the content directory.
 pub const PARTIAL_DIR: &str = ".partial";
 
+/// The content index (`crate::index`), a dot-name so no scan of the layout can take it for content.
+pub const INDEX_FILE: &str = ".upmirror-index";
+
 /// The longest file extension accepted from metadata (".cab", ".msu", ".esd", ".psf" and the like are 3-4).
 pub const MAX_EXTENSION_LEN: usize = 16;
 
@@ -116,6 +119,95 @@ impl ContentStore {
         fs::metadata(self.path_of(name)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// The content index file of this directory.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX_FILE)
+    }
+
+    /// Moves a verified file into its final path with an atomic rename but without flushing it: for bulk work
+    /// (copies) that makes a whole batch durable at once with `sync_filesystem` before it records the batch in the
+    /// content index. Until then a crash may leave the file at its final path unflushed, which is why a file absent
+    /// from the index is read and checked before it is trusted.
+    pub fn place_verified_unsynced(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
+        let target = self.path_of(name);
+        let folder = target.parent().expect("a content path has a folder");
+        match fs::rename(verified, &target) {
+            Err(e) if e.kind() == ErrorKind::NotFound && !folder.exists() => {
+                fs::create_dir_all(folder).at(folder)?;
+                fs::rename(verified, &target).at(&target)?;
+            }
+            other => other.at(&target)?,
+        }
+        Ok(target)
+    }
+
+    /// Flushes every written file and directory entry of the filesystem holding the store (one `syncfs`, far cheaper
+    /// than one `fsync` per file for thousands of files).
+    pub fn sync_filesystem(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let root = File::open(&self.root).at(&self.root)?;
+        // SAFETY: syncfs only reads the descriptor, which lives until the end of this function.
+        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+            return Err(Error::io(&self.root, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Lists the directory: every file in the layout, and every other entry, which is reported rather than taken for
+    /// content. upmirror's own entries (`.partial/`, the index) are neither. Folders that are not layout folders are
+    /// reported whole (with a trailing `/`), not descended into. Only directories are read (no `stat` per file, the
+    /// folders in parallel), so listing a large unchanged directory stays cheap.
+    pub fn scan(&self) -> Result<Scan> {
+        use rayon::prelude::*;
+        let mut scan = Scan::default();
+        let mut folders = Vec::new();
+        for entry in fs::read_dir(&self.root).at(&self.root)? {
+            let entry = entry.at(&self.root)?;
+            let folder_name = entry.file_name().to_string_lossy().into_owned();
+            // `.upmirror-index.tmp` is an index being written (or left by a crash while it was).
+            if folder_name == PARTIAL_DIR || folder_name.starts_with(INDEX_FILE) {
+                continue;
+            }
+            let kind = entry.file_type().at(&entry.path())?;
+            if kind.is_dir() && folder_name.len() == 2 && folder_name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                folders.push(folder_name);
+            } else {
+                scan.outside.push(if kind.is_dir() { format!("{folder_name}/") } else { folder_name });
+            }
+        }
+        let listed: Vec<Result<Scan>> = folders.par_iter().map(|folder| self.scan_folder(folder)).collect();
+        for folder in listed {
+            let folder = folder?;
+            scan.files.extend(folder.files);
+            scan.outside.extend(folder.outside);
+        }
+        scan.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        // On a case-sensitive filesystem one name can be spelled twice (`9d/…` and `9D/…`, `.cab` and `.CAB`); the
+        // second spelling is reported, never worked on, so no two workers ever write the same path.
+        let mut seen = std::collections::HashSet::new();
+        let (files, twice): (Vec<ScanEntry>, Vec<ScanEntry>) =
+            scan.files.into_iter().partition(|f| seen.insert(f.name.clone()));
+        scan.files = files;
+        scan.outside.extend(twice.into_iter().map(|f| f.relative));
+        scan.outside.sort();
+        Ok(scan)
+    }
+
+    fn scan_folder(&self, folder_name: &str) -> Result<Scan> {
+        let folder = self.root.join(folder_name);
+        let mut scan = Scan::default();
+        for file in fs::read_dir(&folder).at(&folder)? {
+            let file = file.at(&folder)?;
+            let relative = format!("{folder_name}/{}", file.file_name().to_string_lossy());
+            let kind = file.file_type().at(&file.path())?;
+            match ContentName::parse_relative(&relative) {
+                Ok(name) if kind.is_file() => scan.files.push(ScanEntry { name, relative }),
+                _ => scan.outside.push(if kind.is_dir() { format!("{relative}/") } else { relative }),
+            }
+        }
+        Ok(scan)
+    }
+
     /// Moves a verified file into its final path: flushed to disk first, then renamed atomically, so a crash leaves
     /// either no file or the whole verified file at the final path, never a partial one.
     pub fn place_verified(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
@@ -144,6 +236,27 @@ pub fn place_durably(finished: &Path, target: &Path) -> Result<()> {
     // The rename is durable only once the folder's entry is.
     File::open(folder).and_then(|f| f.sync_all()).at(folder)?;
     Ok(())
+}
+
+/// One file of a content directory, as listed by `ContentStore::scan`.
+#[derive(Debug)]
+pub struct ScanEntry {
+    pub name: ContentName,
+    /// The path relative to the content directory as found on disk (a WSUS folder may spell it in lower case).
+    pub relative: String,
+}
+
+impl ScanEntry {
+    pub fn path_in(&self, store: &ContentStore) -> PathBuf {
+        store.root().join(&self.relative)
+    }
+}
+
+/// What `ContentStore::scan` found: layout files and the relative paths of everything else.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<ScanEntry>,
+    pub outside: Vec<String>,
 }
 
 #[cfg(test)]
@@ -207,5 +320,28 @@ mod tests {
         assert_eq!(fs::read(placed).unwrap(), b"abc");
         assert!(store.contains(&name, 3));
         assert!(!partial.exists());
+    }
+
+    #[test]
+    fn scan_lists_layout_files_and_reports_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path());
+        store.create().unwrap();
+        let name = ContentName::from_hex(SHA1, ".cab").unwrap();
+        fs::create_dir_all(store.path_of(&name).parent().unwrap()).unwrap();
+        fs::write(store.path_of(&name), b"abc").unwrap();
+        fs::write(store.index_path(), b"").unwrap();
+        fs::write(store.partial_path_of(&name), b"a").unwrap();
+        fs::write(dir.path().join("9D/notes.txt"), b"x").unwrap();
+        fs::create_dir(dir.path().join("9D/deeper")).unwrap();
+        fs::create_dir(dir.path().join("other")).unwrap();
+        fs::write(dir.path().join("readme"), b"x").unwrap();
+        fs::create_dir(dir.path().join("9d")).unwrap();
+        fs::write(dir.path().join("9d").join(name.file_name()), b"abc").unwrap();
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.files.len(), 1);
+        assert_eq!(scan.files[0].name, name);
+        let twice = format!("9d/{}", name.file_name());
+        assert_eq!(scan.outside, ["9D/deeper/", "9D/notes.txt", &twice, "other/", "readme"]);
     }
 }

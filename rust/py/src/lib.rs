@@ -8,12 +8,15 @@
 
 use pyo3::prelude::*;
 
+mod copy;
+mod dedup;
 mod errors;
 mod fetch;
 mod hash;
 mod http;
 mod progress;
 mod store;
+mod verify;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,5 +27,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     store::register(m)?;
     http::register(m)?;
     fetch::register(m)?;
+    copy::register(m)?;
+    verify::register(m)?;
+    dedup::register(m)?;
     Ok(())
 }
