@@ -438,3 +438,28 @@ def test_secrets_never_appear_in_sync_output(
     for text in (done.stdout, done.stderr, status.stdout, status.stderr):
         assert token not in text
     assert (down / "upmirror.toml").stat().st_mode & 0o077 == 0
+
+
+def test_verify_repair_fetches_corrupt_and_missing_files_again(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token)
+    assert sync(down)[0] == 0
+    files = sorted(content_of(down))
+    corrupt, missing = down / "content" / files[0], down / "content" / files[1]
+    good = {p: (down / "content" / p).read_bytes() for p in files[:2]}
+    corrupt.write_bytes(b"\0" + corrupt.read_bytes()[1:])
+    missing.unlink()
+    found = upmirror("content", "verify", "--dir", down, "--full")
+    assert found.returncode == 1
+    assert f"corrupt: {files[0]}" in found.stderr
+    relay.reset()
+    repaired = upmirror("content", "verify", "--dir", down, "--full", "--repair", "--json")
+    assert repaired.returncode == 0, repaired.stderr
+    result = json.loads(repaired.stdout)
+    assert result["corrupt_deleted"] == [files[0]]
+    assert result["downloaded"] == 2
+    assert {p: (down / "content" / p).read_bytes() for p in files[:2]} == good
+    assert relay.downstream_bytes <= sum(map(len, good.values())) + (64 << 10), "only the two files were fetched"
+    assert upmirror("content", "verify", "--dir", down, "--full").returncode == 0

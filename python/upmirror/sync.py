@@ -303,6 +303,18 @@ def synchronize(
         return Synchronizer(directory, options, store, trigger=trigger, on_event=on_event, progress=progress).run()
 
 
+def repair_content(directory: ServerDirectory, *, progress: ProgressCallback | None = None) -> SyncRecord:
+    """``wsusutil reset``: fetch from the upstream every file the server's updates need that is not in place (the
+    content phase of a sync, without the metadata phase and without a history entry). Returns the counts."""
+    options = directory.load()
+    if options.is_root:
+        raise InputError(f"{directory.root} is a root server: there is no upstream to fetch files from again")
+    with sync_lock(directory), Store.open(directory.database_path) as store:
+        synchronizer = Synchronizer(directory, options, store, progress=progress)
+        synchronizer.synchronize_content()
+        return synchronizer.record
+
+
 def close_interrupted_attempts(store: Store) -> None:
     """An attempt still "running" while we hold the lock was killed: record it as failed."""
     for record in store.sync_history(limit=5):

@@ -8,11 +8,13 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from upmirror._native import DuplicateGroup, copy_content, deduplicate, verify_content
+from upmirror._native import DuplicateGroup, VerifyReport, copy_content, deduplicate, verify_content
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
 from upmirror.errors import InputError
+from upmirror.options import ServerDirectory
 
 Report = TypeVar("Report")
 
@@ -47,8 +49,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Check every file against the SHA-1 in its name; files unchanged since their last check are "
         "vouched for by the content index unless --full. Lists corrupt and missing files; exit 1 if there are any.",
     )
-    verify.add_argument("directory", metavar="DIR")
+    verify.add_argument("directory", metavar="DIR", nargs="?", help="the content directory (default: the server's)")
     verify.add_argument("--full", action="store_true", help="read every file, even those the index vouches for")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="as `wsusutil reset`: delete corrupt files and fetch every file the server's updates need that is "
+        "missing or corrupt again from the upstream (the server is given by --dir)",
+    )
+    verify.add_argument("--dir", help="the server directory, for --repair (default: $UPMIRROR_DIR, else .)")
     add_common_options(verify)
     verify.set_defaults(handler=run_verify)
 
@@ -132,7 +141,11 @@ def run_copy(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    report = run_native("Verifying", verify_content, args.directory, full=args.full, threads=args.threads)
+    server = ServerDirectory.from_arg(args.dir)
+    directory = Path(args.directory) if args.directory else server.content_dir(server.load())
+    report = run_native("Verifying", verify_content, directory, full=args.full, threads=args.threads)
+    if args.repair:
+        return repair(args, server, directory, report)
     for relative in report.corrupt:
         print_error(f"corrupt: {relative}")
     for relative in report.missing:
@@ -150,6 +163,34 @@ def run_verify(args: argparse.Namespace) -> int:
             f"{len(report.missing)} missing, {len(report.unreadable)} unreadable"
         )
     return EXIT_FAILURE if report.corrupt or report.missing or report.unreadable else EXIT_OK
+
+
+def repair(args: argparse.Namespace, server: ServerDirectory, directory: Path, report: VerifyReport) -> int:
+    """Deletes the corrupt files, then fetches every needed file that is not in place from the upstream."""
+    from upmirror.sync import repair_content  # noqa: PLC0415
+
+    if directory.resolve() != server.content_dir(server.load()).resolve():
+        raise InputError(f"--repair works on the server's own content directory, not {directory}")
+    for relative in report.corrupt:
+        (directory / relative).unlink(missing_ok=True)
+    with progress_display("Repairing") as progress:
+        record = repair_content(server, progress=progress)
+    result = {
+        "corrupt_deleted": list(report.corrupt),
+        "missing": list(report.missing),
+        "downloaded": record.files_downloaded,
+        "failed": record.failed_files,
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"repair: {len(report.corrupt)} corrupt files deleted, {record.files_downloaded} files fetched again "
+            f"from the upstream, {record.files_failed} failed"
+        )
+        for failure in record.failed_files:
+            print_error(f"still failing: {failure}")
+    return EXIT_FAILURE if record.files_failed else EXIT_OK
 
 
 def run_dedup(args: argparse.Namespace) -> int:
