@@ -9,6 +9,9 @@ import importlib
 # Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
 WORKLOADS = {
     "W1": "benches.w1_hash",
+    "W2a": "benches.w2_download",
+    "W2b": "benches.w2b_download_wan",
+    "W3": "benches.w3_small_files",
 }
 
 

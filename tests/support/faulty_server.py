@@ -68,7 +68,7 @@ class FaultyServer:
         self._started = threading.Event()
         self._last_headers: dict[str, dict[str, str]] = {}
         self._active = 0
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.Transport] = set()
         self.max_active = 0  # the most requests served at the same time
 
     @property
