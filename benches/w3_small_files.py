@@ -22,6 +22,7 @@ from pathlib import Path
 from tests.support.nginx import NginxServer
 
 from benches.harness import Report, alternate, require, run_quietly
+from benches.w2_download import rclone_http_copy
 from upmirror import DownloadJob, HttpClient
 
 
@@ -84,19 +85,7 @@ def run(quick: bool) -> Report:
                     [tools["wget2"], "-q", "--max-threads=16", "-i", str(url_list), "-P", str(target)]
                 ),
                 "rclone copy --transfers 16": lambda: run_quietly(
-                    [
-                        tools["rclone"],
-                        "copy",
-                        "--config",
-                        "/dev/null",
-                        "--http-url",
-                        url,
-                        "--http-no-head",
-                        ":http:",
-                        str(target),
-                        "--transfers",
-                        "16",
-                    ]
+                    rclone_http_copy(tools["rclone"], url, "", target, "--http-no-head", "--transfers", "16")
                 ),
             }
 

@@ -35,7 +35,7 @@ use crate::store::{ContentName, ContentStore, PARTIAL_DIR, place_durably};
 /// Connections at once (over all files). Measured with `python -m benches W2a W2b` (benches/w2_download.py).
 pub const DEFAULT_CONNECTIONS: usize = 16;
 /// Range chunk size; files up to this size are fetched in one request. Measured with benches/w2_download.py.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Bytes requested but not yet written, over all connections.
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 512 << 20;
 pub const DEFAULT_RETRIES: u32 = 5;
