@@ -13,6 +13,9 @@ WORKLOADS = {
     "P1": "benches.protocol",
     "W6": "benches.w6_copy",
     "W7": "benches.w7_dedup",
+    "W2a": "benches.w2_download",
+    "W2b": "benches.w2b_download_wan",
+    "W3": "benches.w3_small_files",
 }
 
 

@@ -100,6 +100,8 @@ def test_sigkill_mid_transfer_then_restart_fetches_only_unfinished_chunks(tmp_pa
         assert child.returncode == -signal.SIGKILL
         assert not (out / "big.bin").exists()
         server.rate = None
+        # Bytes still leaving for the killed client must not count as the restart's.
+        wait_for(lambda: server.active() == 0, timeout=30)
         server.reset_counters()
         restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         assert restarted.returncode == 0, restarted.stderr
@@ -130,6 +132,8 @@ def test_ctrl_c_cancels_and_leaves_resumable_state(tmp_path: Path) -> None:
         kept = journal_chunks(journal)
         assert len(kept) >= 3
         server.rate = None
+        # Bytes still leaving for the killed client must not count as the restart's.
+        wait_for(lambda: server.active() == 0, timeout=30)
         server.reset_counters()
         restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         assert restarted.returncode == 0, restarted.stderr

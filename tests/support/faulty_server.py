@@ -9,12 +9,14 @@ it counts the body bytes it sent. Upstream servers in the wild do all of these; 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import re
 import socket
 import ssl
 import struct
 import threading
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -66,6 +68,7 @@ class FaultyServer:
         self._started = threading.Event()
         self._last_headers: dict[str, dict[str, str]] = {}
         self._active = 0
+        self._transports: set[asyncio.Transport] = set()
         self.max_active = 0  # the most requests served at the same time
 
     @property
@@ -98,6 +101,11 @@ class FaultyServer:
         with self._lock:
             return dict(self._last_headers.get(path, {}))
 
+    def active(self) -> int:
+        """Requests being served right now (a killed client's requests end when the server notices)."""
+        with self._lock:
+            return self._active
+
     def reset_counters(self) -> None:
         with self._lock:
             for state in self._paths.values():
@@ -115,6 +123,8 @@ class FaultyServer:
                 self._active -= 1
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            self._transports.add(request.transport)
         with self._lock:
             self._last_headers[request.path] = dict(request.headers)
             state = self._paths.get(request.path)
@@ -150,12 +160,13 @@ class FaultyServer:
         sent = 0
         while sent < limit:
             block = body[sent : min(limit, sent + SEND_BLOCK)]
+            if self.rate:
+                # Paced before each block, so a request counts as active only while its bytes flow.
+                await asyncio.sleep(len(block) / self.rate)
             await response.write(block)
             sent += len(block)
             with self._lock:
                 state.bytes_sent += len(block)
-            if self.rate:
-                await asyncio.sleep(len(block) / self.rate)
         transport = request.transport
         if fault == "reset" and transport is not None:
             sock = transport.get_extra_info("socket")
@@ -171,6 +182,13 @@ class FaultyServer:
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._main())
+        # Let the closing of the last connections run before the loop goes away (no unclosed sockets).
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for _ in range(3):
+            self._loop.run_until_complete(asyncio.sleep(0))
 
     async def _main(self) -> None:
         app = web.Application()
@@ -182,6 +200,11 @@ class FaultyServer:
         self._stop = asyncio.Event()
         self._started.set()
         await self._stop.wait()
+        await site.stop()
+        # Kept-alive and stalled connections are cut here, so no socket outlives the server.
+        for transport in self._transports:
+            transport.abort()
+        await asyncio.sleep(0)
         await self._runner.cleanup()
 
     def __enter__(self) -> FaultyServer:
@@ -197,3 +220,8 @@ class FaultyServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)
         self._loop.close()
+        # Connections the clients cut mid-body (resets, SIGKILL) leave transport objects that only the collector
+        # frees; collect them now, while this server is being torn down, not during a later test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()

@@ -41,12 +41,13 @@ def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT) -> None:
 class NginxServer:
     """``with NginxServer(root) as url:`` serves ``root`` at ``url`` (``http://127.0.0.1:PORT``).
 
-    ``limit_rate`` (e.g. ``"25m"``) caps each connection, modelling a WAN link.
+    ``limit_rate`` (e.g. ``"25m"``) caps each connection, modelling a WAN link; ``autoindex`` lists directories.
     """
 
-    def __init__(self, root: Path, limit_rate: str | None = None) -> None:
+    def __init__(self, root: Path, limit_rate: str | None = None, autoindex: bool = False) -> None:
         self.root = root.resolve()
         self.limit_rate = limit_rate
+        self.autoindex = autoindex
         self.port = free_port()
         self._scratch = Path(tempfile.mkdtemp(prefix="upmirror-nginx-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -57,6 +58,8 @@ class NginxServer:
 
     def _config(self) -> str:
         limit = f"limit_rate {self.limit_rate};" if self.limit_rate else ""
+        # Directory listings, for peers that discover files by listing (rclone's http backend).
+        limit += " autoindex on;" if self.autoindex else ""
         # Started as root, nginx would drop its workers to `nobody`, who cannot read a test's private folder.
         user = "user root;" if os.geteuid() == 0 else ""
         return f"""

@@ -33,15 +33,17 @@ use crate::progress::Progress;
 use crate::store::{ContentName, ContentStore, PARTIAL_DIR, place_durably};
 
 /// Connections at once (over all files). Measured with `python -m benches W2a W2b` (benches/w2_download.py).
-pub const DEFAULT_CONNECTIONS: usize = 8;
+pub const DEFAULT_CONNECTIONS: usize = 16;
 /// Range chunk size; files up to this size are fetched in one request. Measured with benches/w2_download.py.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Bytes requested but not yet written, over all connections.
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 512 << 20;
 pub const DEFAULT_RETRIES: u32 = 5;
 
 /// Received bytes are gathered into writes of this size (fewer system calls than one write per network read).
 const WRITE_BUFFER: usize = 1 << 20;
+/// Network reads at least this large are written without gathering.
+const DIRECT_WRITE_MIN: usize = 64 << 10;
 /// The hasher behind chunked writers reads back this much at a time.
 const HASH_READ: usize = 4 << 20;
 /// The longest wait a server may ask for with Retry-After.
@@ -919,22 +921,27 @@ async fn stream_body(
     let mut response = slot.response.response;
     let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut written = 0u64;
-    let mut flush = |buffer: &mut Vec<u8>, written: &mut u64| -> Result<(), StreamFailure> {
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        sink(buffer, start + *written).map_err(StreamFailure::Local)?;
-        *written += buffer.len() as u64;
-        context.progress.add_bytes(buffer.len() as u64);
-        context.bytes_transferred.fetch_add(buffer.len() as u64, Ordering::Relaxed);
-        buffer.clear();
+    // Writes bytes at the current offset and counts them; `flush!` empties the gathering buffer through it.
+    let mut emit = |data: &[u8], written: &mut u64| -> Result<(), StreamFailure> {
+        sink(data, start + *written).map_err(StreamFailure::Local)?;
+        *written += data.len() as u64;
+        context.progress.add_bytes(data.len() as u64);
+        context.bytes_transferred.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
     };
+    macro_rules! flush {
+        () => {
+            if !buffer.is_empty() {
+                emit(&buffer, &mut written)?;
+                buffer.clear();
+            }
+        };
+    }
     loop {
         let next = tokio::select! {
             biased;
             () = context.stop.wait() => {
-                flush(&mut buffer, &mut written)?;
+                flush!();
                 return Err(StreamFailure::Stopped);
             }
             next = response.chunk() => next,
@@ -943,19 +950,24 @@ async fn stream_body(
             Ok(Some(data)) => {
                 let received = written + buffer.len() as u64 + data.len() as u64;
                 if start + received > end {
-                    flush(&mut buffer, &mut written)?;
+                    flush!();
                     return Err(StreamFailure::Transfer {
                         message: "the server sent more bytes than asked for".into(),
                         written,
                     });
                 }
+                if buffer.is_empty() && data.len() >= DIRECT_WRITE_MIN {
+                    // A large read goes to the file as it is: gathering it first would only add a copy.
+                    emit(&data, &mut written)?;
+                    continue;
+                }
                 buffer.extend_from_slice(&data);
                 if buffer.len() >= WRITE_BUFFER {
-                    flush(&mut buffer, &mut written)?;
+                    flush!();
                 }
             }
             Ok(None) => {
-                flush(&mut buffer, &mut written)?;
+                flush!();
                 if end != u64::MAX && start + written < end {
                     return Err(StreamFailure::Transfer {
                         message: format!("the connection closed after {} of {} bytes", written, end - start),
@@ -965,7 +977,7 @@ async fn stream_body(
                 return Ok(written);
             }
             Err(error) => {
-                flush(&mut buffer, &mut written)?;
+                flush!();
                 let message = match context
                     .client
                     .transport_error(&parse_url(response.url().as_str()).expect("a URL that was sent parses"), &error)
