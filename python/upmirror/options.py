@@ -76,7 +76,7 @@ class TransferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Download engine tuning (``upmirror tune`` measures good values for a link)."""
 
     connections: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
-    chunk_size_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    chunk_size_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4  # measured: benches W2a/W2b
     retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 4
     connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 15.0
     read_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
