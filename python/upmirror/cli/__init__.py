@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from upmirror import __version__
-from upmirror.cli import catalog, demo, fetch, hashing, options, publish, serve, sync, tokens, updates
+from upmirror.cli import catalog, demo, fetch, hashing, options, publish, serve, sync, tokens, transfer, updates
 from upmirror.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, print_error
 from upmirror.errors import InputError, UpmirrorError
 
 # Each module has `register(subparsers)`, which adds its commands and sets `handler` on their parsers.
-COMMAND_MODULES = (options, sync, updates, catalog, publish, serve, tokens, hashing, fetch, demo)
+COMMAND_MODULES = (options, sync, updates, catalog, publish, transfer, serve, tokens, hashing, fetch, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
