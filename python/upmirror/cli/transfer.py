@@ -88,6 +88,7 @@ def run_import(args: argparse.Namespace) -> int:
     from upmirror.bundle import import_bundle, is_bundle  # noqa: PLC0415 (start-up time: heavy modules on use)
     from upmirror.package import import_package  # noqa: PLC0415
     from upmirror.store import Store  # noqa: PLC0415
+    from upmirror.sync import sync_lock  # noqa: PLC0415
 
     directory = ServerDirectory.from_arg(args.dir)
     options = directory.load()
@@ -98,7 +99,8 @@ def run_import(args: argparse.Namespace) -> int:
         raise InputError(f"no package at {source}")
     content_dir = directory.content_dir(options)
     placed = present = None
-    with Store.open(directory.database_path) as store:
+    # The sync lock: an import and a synchronization (or a second import) never write at the same time.
+    with sync_lock(directory), Store.open(directory.database_path) as store:
         if is_bundle(source):
             report, placed, present = import_bundle(store, source, content_dir)
         else:
