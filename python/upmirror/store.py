@@ -262,20 +262,23 @@ class Store:
         self._category_keys.clear()
         with self.transaction():
             for category in categories:
-                data = msgpack_encoder.encode(category)
-                row = self.connection.execute("SELECT data FROM categories WHERE id = ?", (category.id,)).fetchone()
-                if row is not None and row[0] == data:
-                    continue
-                if category.parent is not None and self._category_kind(category.parent) != "family":
-                    raise InputError(f"category {category.id} names parent {category.parent}, not a product family")
-                self.connection.execute(
-                    "INSERT INTO categories (id, kind, parent, change, data) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent = excluded.parent, "
-                    "change = excluded.change, data = excluded.data",
-                    (category.id, category.kind, category.parent, self._next_change(), data),
-                )
-                changed += 1
+                changed += self._add_category(category)
         return changed
+
+    def _add_category(self, category: Category) -> bool:
+        data = msgpack_encoder.encode(category)
+        row = self.connection.execute("SELECT data FROM categories WHERE id = ?", (category.id,)).fetchone()
+        if row is not None and row[0] == data:
+            return False
+        if category.parent is not None and self._category_kind(category.parent) != "family":
+            raise InputError(f"category {category.id} names parent {category.parent}, not a product family")
+        self.connection.execute(
+            "INSERT INTO categories (id, kind, parent, change, data) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent = excluded.parent, "
+            "change = excluded.change, data = excluded.data",
+            (category.id, category.kind, category.parent, self._next_change(), data),
+        )
+        return True
 
     def _category_key(self, category_id: str, kinds: tuple[str, ...]) -> int:
         """The internal key of a stored category of one of ``kinds``; anything else is bad input naming it."""
@@ -414,19 +417,22 @@ class Store:
         expired = 0
         with self.transaction():
             for update_id in update_ids:
-                uid, revision, already = self._update_row(update_id)
-                if already:
-                    continue
-                change = self._next_change()
-                latest = self._revision_blob(uid, revision)
-                record = msgspec.structs.replace(update_decoder.decode(latest), expired=True)
-                self.connection.execute(
-                    "UPDATE revisions SET data = ? WHERE uid = ? AND revision = ?",
-                    (msgpack_encoder.encode(record), uid, revision),
-                )
-                self.connection.execute("UPDATE updates SET expired = 1, change = ? WHERE uid = ?", (change, uid))
-                expired += 1
+                expired += self._expire_update(update_id)
         return expired
+
+    def _expire_update(self, update_id: str) -> bool:
+        uid, revision, already = self._update_row(update_id)
+        if already:
+            return False
+        change = self._next_change()
+        latest = self._revision_blob(uid, revision)
+        record = msgspec.structs.replace(update_decoder.decode(latest), expired=True)
+        self.connection.execute(
+            "UPDATE revisions SET data = ? WHERE uid = ? AND revision = ?",
+            (msgpack_encoder.encode(record), uid, revision),
+        )
+        self.connection.execute("UPDATE updates SET expired = 1, change = ? WHERE uid = ?", (change, uid))
+        return True
 
     def _update_row(self, update_id: str) -> tuple[int, int, bool]:
         row = self.connection.execute(
@@ -887,6 +893,80 @@ class Store:
         row = self.connection.execute("SELECT role FROM tokens WHERE sha256 = ?", (hash_token(token),)).fetchone()
         role: TokenRole | None = None if row is None else row[0]
         return role
+
+    # ---- metadata packages (wsusutil export/import): read inside one snapshot, written in one transaction ----
+
+    def export_counts(self, since: int) -> tuple[int, int]:
+        """How many categories and revisions an export since change ``since`` holds (see ``export_revisions``)."""
+        (categories,) = self.connection.execute("SELECT count(*) FROM categories WHERE change > ?", (since,)).fetchone()
+        (revisions,) = self.connection.execute(
+            f"SELECT count(*) FROM revisions r JOIN updates u ON u.uid = r.uid WHERE {_EXPORTED}",  # noqa: S608
+            {"since": since},
+        ).fetchone()
+        return int(categories), int(revisions)
+
+    def export_categories(self, since: int) -> list[bytes]:
+        """The stored MessagePack of categories changed after ``since``, families before their products."""
+        rows = self.connection.execute(
+            "SELECT data FROM categories WHERE change > ? ORDER BY kind = 'product', change", (since,)
+        )
+        return [bytes(data) for (data,) in rows]
+
+    def export_revisions(self, since: int) -> Iterator[bytes]:
+        """The stored MessagePack of every revision stored after ``since``, and of the latest revision of updates
+        that expired after it (expiring rewrites that record), grouped by update, oldest revision first."""
+        cursor = self.connection.execute(
+            f"SELECT r.data FROM revisions r JOIN updates u ON u.uid = r.uid WHERE {_EXPORTED}"  # noqa: S608
+            " ORDER BY r.uid, r.revision",
+            {"since": since},
+        )
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for (data,) in page:
+                yield bytes(data)
+
+    def exported_files(self, since: int) -> Iterator[FileRef]:
+        """The files of the latest revision of updates changed after ``since`` (not expired), once each by SHA-1."""
+        cursor = self.connection.execute(
+            "SELECT DISTINCT f.sha1, f.size, f.name, f.sha256, f.blake3 FROM updates u"
+            " JOIN update_files uf ON uf.uid = u.uid JOIN files f ON f.sha1 = uf.sha1"
+            " WHERE u.change > ? AND NOT u.expired ORDER BY f.sha1",
+            (since,),
+        )
+        while page := cursor.fetchmany(PAGE_ROWS):
+            for sha1, size, name, sha256, blake3 in page:
+                yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3)
+
+    def import_records(self, records: Iterable[Category | Update]) -> ImportCounts:
+        """Stores an exported package's records in ONE transaction (an exception from ``records`` or from a record
+        rolls everything back): categories added or changed, revisions not yet stored, and expirations the package
+        carries for revisions already here."""
+        counts = ImportCounts()
+        with self.transaction():
+            self._category_keys.clear()
+            for record in records:
+                if isinstance(record, Category):
+                    counts.categories += self._add_category(record)
+                    continue
+                known = self.connection.execute("SELECT 1 FROM updates WHERE id = ?", (record.id,)).fetchone()
+                if self._add_update(record):
+                    counts.revisions += 1
+                    counts.updates += known is None
+                elif record.expired and self._update_row(record.id)[1] == record.revision:
+                    counts.expired += self._expire_update(record.id)
+        return counts
+
+
+# A revision belongs to an export since :since when it was stored after it, or is the latest of an update that
+# changed after it (expiring rewrites the latest record in place).
+_EXPORTED: Final = "(r.change > :since OR (r.revision = u.revision AND u.change > :since))"
+
+
+@dataclass
+class ImportCounts:
+    categories: int = 0
+    updates: int = 0
+    revisions: int = 0
+    expired: int = 0
 
 
 def _ids(items: Sequence[FilterItem], *, fresh: bool | None) -> str:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "content": "content",
     "catalog": "catalog",
     "publish": "publish",
+    "export": "transfer",
+    "import": "transfer",
     "serve": "serve",
     "tokens": "tokens",
     "hash": "hashing",
