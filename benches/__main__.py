@@ -9,6 +9,8 @@ import importlib
 # Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
 WORKLOADS = {
     "W1": "benches.w1_hash",
+    "W4": "benches.w4_first_sync",
+    "W5": "benches.w5_next_sync",
     "W8": "benches.w8_serve",
     "P1": "benches.protocol",
     "W6": "benches.w6_copy",

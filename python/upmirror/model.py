@@ -239,6 +239,8 @@ class SyncRecord(msgspec.Struct, kw_only=True):
     files_present: int = 0
     files_failed: int = 0
     bytes_downloaded: int = 0
+    # How long the metadata phase (categories, revisions, update metadata, anchors) took, in seconds.
+    metadata_seconds: float = 0.0
     failed_files: list[str] = msgspec.field(default_factory=list)
     error: str = ""
     upstream_unreachable: bool = False

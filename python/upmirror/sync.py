@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -120,7 +121,9 @@ class Synchronizer:
     def run(self) -> SyncRecord:
         self.record.id = self.store.add_sync_record(self.record)
         try:
+            started = time.perf_counter()
             self.synchronize_metadata()
+            self.record.metadata_seconds = round(time.perf_counter() - started, 3)
             self.synchronize_content()
             self.record.result = "partial" if self.record.files_failed else "succeeded"
         except (UpmirrorError, OSError) as error:
