@@ -38,7 +38,44 @@ def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT) -> None:
             time.sleep(0.02)
 
 
-class NginxServer:
+class LoopbackDaemon:
+    """A peer program on a free loopback port with its own scratch folder: ``start(command)`` runs it and waits for
+    the port; leaving the ``with`` block stops it with ``stop_signal`` (SIGKILL after 10 s) and removes the folder."""
+
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, prefix: str) -> None:
+        self.port = free_port()
+        self._scratch = Path(tempfile.mkdtemp(prefix=prefix))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, command: list[str]) -> str:
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port)
+        except OSError:
+            self.__exit__(None, None, None)
+            raise
+        return self.url
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._process is not None:
+            self._process.send_signal(self.stop_signal)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class NginxServer(LoopbackDaemon):
     """``with NginxServer(root) as url:`` serves ``root`` at ``url`` (``http://127.0.0.1:PORT``).
 
     ``limit_rate`` (e.g. ``"25m"``) caps each connection, modelling a WAN link; ``autoindex`` lists directories.
@@ -48,13 +85,7 @@ class NginxServer:
         self.root = root.resolve()
         self.limit_rate = limit_rate
         self.autoindex = autoindex
-        self.port = free_port()
-        self._scratch = Path(tempfile.mkdtemp(prefix="upmirror-nginx-"))
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__("upmirror-nginx-")
 
     def _config(self) -> str:
         limit = f"limit_rate {self.limit_rate};" if self.limit_rate else ""
@@ -89,28 +120,10 @@ http {{
 }}
 """
 
+    stop_signal = signal.SIGQUIT  # nginx's graceful stop
+
     def __enter__(self) -> str:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         config = self._scratch / "nginx.conf"
         config.write_text(self._config())
-        self._process = subprocess.Popen(
-            [nginx, "-c", str(config), "-p", str(self._scratch)], stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for_port(self.port)
-        except OSError:
-            self.__exit__(None, None, None)
-            raise
-        return self.url
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGQUIT)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        return self.start([nginx, "-c", str(config), "-p", str(self._scratch)])
