@@ -9,15 +9,15 @@ import importlib
 # Workload id -> module under benches/. Each module has `run(quick: bool) -> Report`.
 WORKLOADS = {
     "W1": "benches.w1_hash",
-    "W4": "benches.w4_first_sync",
-    "W5": "benches.w5_next_sync",
-    "W8": "benches.w8_serve",
-    "P1": "benches.protocol",
-    "W6": "benches.w6_copy",
-    "W7": "benches.w7_dedup",
     "W2a": "benches.w2_download",
     "W2b": "benches.w2b_download_wan",
     "W3": "benches.w3_small_files",
+    "W4": "benches.w4_first_sync",
+    "W5": "benches.w5_next_sync",
+    "W6": "benches.w6_copy",
+    "W7": "benches.w7_dedup",
+    "W8": "benches.w8_serve",
+    "P1": "benches.protocol",
 }
 
 
