@@ -120,18 +120,23 @@ def export_bundle(store: Store, directory: Path, content_dir: Path, since: int, 
     package = export_package(store, directory / METADATA_NAME, since)
     parts = _PartWriter(directory, chunk_size)
     files = size = missing = 0
-    with tarfile.open(fileobj=parts, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=parts, mode="w|", format=tarfile.GNU_FORMAT) as archive:  # type: ignore[call-overload]
         for ref in store.exported_files(since):
             relative = content_relative_path(ref.sha1, ref.extension)
-            source = content_dir / relative
-            if not source.is_file():
+            try:
+                file = (content_dir / relative).open("rb")
+            except FileNotFoundError:
                 missing += 1
                 continue
-            info = archive.gettarinfo(str(source), arcname=relative)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with source.open("rb") as file:
+            with file:
+                # A plain header built here: gettarinfo would look up user and group names for every file, and a
+                # fractional mtime would add an extended header to each.
+                info = tarfile.TarInfo(relative)
+                status = os.fstat(file.fileno())
+                info.size, info.mtime, info.mode = status.st_size, int(status.st_mtime), 0o644
                 archive.addfile(info, file)
+            # The streaming writer remembers every member; a bundle of a million files must not.
+            archive.members.clear()
             files += 1
             size += info.size
     parts.close()
@@ -212,6 +217,7 @@ def _members(directory: Path, manifest: BundleManifest) -> Iterator[tuple[tarfil
     with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:
             yield member, archive
+            archive.members.clear()  # the streaming reader remembers every member otherwise
 
 
 def place_content(directory: Path, manifest: BundleManifest, content_dir: Path) -> tuple[int, int]:
