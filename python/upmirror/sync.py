@@ -30,7 +30,7 @@ import msgspec
 from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
 from upmirror.errors import InputError, UpmirrorError, one_line
 from upmirror.filters import check_languages, delta_flags
-from upmirror.model import FileRef, FilterItem, RevisionRef, RevisionsRequest, SyncRecord, SyncTrigger
+from upmirror.model import FileRef, FilterItem, RevisionRef, RevisionsRequest, SyncRecord, SyncTrigger, Update
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store, SyncState
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
@@ -38,6 +38,10 @@ from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 LOCK_FILE: Final = "sync.lock"
 # Files handed to the download engine per call: bounds the memory of one job list on huge catalogs.
 DOWNLOAD_BATCH: Final = 20_000
+# Updates stored per transaction (several upstream batches): each commit rewrites every index page it touched, and
+# the store's keys (SHA-1s, hardware IDs) are random, so small transactions multiply the pages written to the WAL
+# and checkpointed. Anchors still move only at the end; an interrupted sync keeps what was committed.
+UPDATES_PER_TRANSACTION: Final = 2_000
 
 T = TypeVar("T")
 EventCallback = Callable[[str], None]
@@ -155,8 +159,9 @@ class Synchronizer:
         listing = self.upstream.revisions(request)
         wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
         self.on_event(f"metadata: {len(listing.revisions)} revisions listed, {len(wanted)} to fetch")
-        for batch in batched(wanted, info.max_updates_per_request):
-            self.store_batch(batch)
+        batches_per_transaction = max(1, UPDATES_PER_TRANSACTION // info.max_updates_per_request)
+        for batches in batched(batched(wanted, info.max_updates_per_request), batches_per_transaction):
+            self.store_updates([update for batch in batches for update in self.fetch_batch(batch)])
         known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
         self.record.expired_updates = self.store.expire(known_expired)
 
@@ -183,12 +188,15 @@ class Synchronizer:
             f"{self.record.expired_updates} expired" + (f", {self.record.approvals} approvals" * options.source.replica)
         )
 
-    def store_batch(self, batch: tuple[RevisionRef, ...]) -> None:
+    def fetch_batch(self, batch: tuple[RevisionRef, ...]) -> list[Update]:
         updates = self.upstream.updates(batch)
         returned = {(u.id, u.revision) for u in updates}
         missing = [ref for ref in batch if (ref.update_id, ref.revision) not in returned]
         if missing:
             raise InputError(f"the upstream did not return revision {missing[0].revision} of {missing[0].update_id}")
+        return updates
+
+    def store_updates(self, updates: list[Update]) -> None:
         known = {u.id for u in updates if self.store.update(u.id) is not None}
         self.store.add_updates(updates)
         self.record.revised_updates += len(known)
