@@ -21,6 +21,7 @@ import fcntl
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from typing import IO, Final, TypeVar
@@ -160,8 +161,9 @@ class Synchronizer:
         wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
         self.on_event(f"metadata: {len(listing.revisions)} revisions listed, {len(wanted)} to fetch")
         batches_per_transaction = max(1, UPDATES_PER_TRANSACTION // info.max_updates_per_request)
-        for batches in batched(batched(wanted, info.max_updates_per_request), batches_per_transaction):
-            self.store_updates([update for batch in batches for update in self.fetch_batch(batch)])
+        groups = batched(batched(wanted, info.max_updates_per_request), batches_per_transaction)
+        for updates in self.fetched_ahead(groups):
+            self.store_updates(updates)
         known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
         self.record.expired_updates = self.store.expire(known_expired)
 
@@ -187,6 +189,22 @@ class Synchronizer:
             f"metadata: {self.record.new_updates} new updates, {self.record.revised_updates} revised, "
             f"{self.record.expired_updates} expired" + (f", {self.record.approvals} approvals" * options.source.replica)
         )
+
+    def fetched_ahead(self, groups: Iterable[tuple[tuple[RevisionRef, ...], ...]]) -> Iterator[list[Update]]:
+        """The updates of each group of batches, in order; the next group is fetched on a thread while the caller
+        stores this one (the HTTP client and SQLite both release the GIL), so at most two groups are in memory."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upmirror-metadata") as fetcher:
+            upcoming: Future[list[Update]] | None = None
+            for group in groups:
+                following = fetcher.submit(self.fetch_group, group)
+                if upcoming is not None:
+                    yield upcoming.result()
+                upcoming = following
+            if upcoming is not None:
+                yield upcoming.result()
+
+    def fetch_group(self, group: tuple[tuple[RevisionRef, ...], ...]) -> list[Update]:
+        return [update for batch in group for update in self.fetch_batch(batch)]
 
     def fetch_batch(self, batch: tuple[RevisionRef, ...]) -> list[Update]:
         updates = self.upstream.updates(batch)
