@@ -22,6 +22,7 @@ import fcntl
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from typing import IO, Final, TypeVar
@@ -40,6 +41,7 @@ from upmirror.model import (
     RevisionsResponse,
     SyncRecord,
     SyncTrigger,
+    Update,
 )
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store, SyncState
@@ -48,6 +50,10 @@ from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 LOCK_FILE: Final = "sync.lock"
 # Files handed to the download engine per call: bounds the memory of one job list on huge catalogs.
 DOWNLOAD_BATCH: Final = 20_000
+# Updates stored per transaction (several upstream batches): each commit rewrites every index page it touched, and
+# the store's keys (SHA-1s, hardware IDs) are random, so small transactions multiply the pages written to the WAL
+# and checkpointed. Anchors still move only at the end; an interrupted sync keeps what was committed.
+UPDATES_PER_TRANSACTION: Final = 2_000
 
 T = TypeVar("T")
 EventCallback = Callable[[str], None]
@@ -206,20 +212,42 @@ class Synchronizer:
         )
 
     def take_listing(self, listing: RevisionsResponse, batch_limit: int, what: str) -> None:
-        """Fetches and stores the listed revisions not yet stored, in batches; records the expirations."""
+        """Fetches and stores the listed revisions not yet stored, in batches within the upstream's limit, several
+        batches per transaction; records the expirations."""
         wanted = [ref for ref in listing.revisions if not self.store.has_revision(ref.update_id, ref.revision)]
         self.on_event(f"metadata: {len(listing.revisions)} {what} listed, {len(wanted)} to fetch")
-        for batch in batched(wanted, batch_limit):
-            self.store_batch(batch)
+        batches_per_transaction = max(1, UPDATES_PER_TRANSACTION // batch_limit)
+        groups = batched(batched(wanted, batch_limit), batches_per_transaction)
+        for updates in self.fetched_ahead(groups):
+            self.store_updates(updates)
         known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
         self.record.expired_updates += self.store.expire(known_expired)
 
-    def store_batch(self, batch: tuple[RevisionRef, ...]) -> None:
+    def fetched_ahead(self, groups: Iterable[tuple[tuple[RevisionRef, ...], ...]]) -> Iterator[list[Update]]:
+        """The updates of each group of batches, in order; the next group is fetched on a thread while the caller
+        stores this one (the HTTP client and SQLite both release the GIL), so at most two groups are in memory."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upmirror-metadata") as fetcher:
+            upcoming: Future[list[Update]] | None = None
+            for group in groups:
+                following = fetcher.submit(self.fetch_group, group)
+                if upcoming is not None:
+                    yield upcoming.result()
+                upcoming = following
+            if upcoming is not None:
+                yield upcoming.result()
+
+    def fetch_group(self, group: tuple[tuple[RevisionRef, ...], ...]) -> list[Update]:
+        return [update for batch in group for update in self.fetch_batch(batch)]
+
+    def fetch_batch(self, batch: tuple[RevisionRef, ...]) -> list[Update]:
         updates = self.upstream.updates(batch)
         returned = {(u.id, u.revision) for u in updates}
         missing = [ref for ref in batch if (ref.update_id, ref.revision) not in returned]
         if missing:
             raise InputError(f"the upstream did not return revision {missing[0].revision} of {missing[0].update_id}")
+        return updates
+
+    def store_updates(self, updates: list[Update]) -> None:
         known = {u.id for u in updates if self.store.update(u.id) is not None}
         self.store.add_updates(updates)
         self.record.revised_updates += len(known)

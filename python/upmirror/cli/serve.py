@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from upmirror import server
 from upmirror.cli.common import EXIT_OK, CommandError
 from upmirror.cli.options import add_dir_argument
 from upmirror.errors import InputError
@@ -24,22 +23,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--workers",
         type=int,
-        default=server.default_workers(),
-        help=f"processes serving the one socket (default: the CPUs available, here {server.default_workers()})",
+        help="processes serving the one socket (default: the CPUs available, at most 8)",
     )
     serve.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: aiohttp and the server take about 0.3 s to load, which every other command (a sync with
+    # nothing to do among them) would otherwise pay at start.
+    from upmirror import server  # noqa: PLC0415
+
+    workers = server.default_workers() if args.workers is None else args.workers
     directory = ServerDirectory.from_arg(args.dir)
     options = directory.load()
     port = options.server.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port} is out of range; use 0 to 65535 (0 picks a free port)")
-    if not 1 <= args.workers <= 64:
-        raise InputError(f"--workers {args.workers} is out of range; use 1 to 64")
+    if not 1 <= workers <= 64:
+        raise InputError(f"--workers {workers} is out of range; use 1 to 64")
     try:
-        server.run(directory, options, args.host or options.server.host, port, args.workers)
+        server.run(directory, options, args.host or options.server.host, port, workers)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host or options.server.host}:{port}: {error.strerror}") from None
     return EXIT_OK
