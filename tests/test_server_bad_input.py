@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.upmirror_server import Reply, UpmirrorServer, add_token
@@ -66,6 +66,7 @@ near_valid = st.dictionaries(field_names, documents | st.lists(st.tuples(st.text
 
 @FUZZ
 @given(endpoint=st.sampled_from(POST_ENDPOINTS), body=st.binary(max_size=300))
+@example(endpoint="/api/v1/revisions", body=b"\x81\xa7\x00\x00\x00\x00\x00\x00\x80")  # invalid UTF-8 in a key
 def test_random_bytes(server: UpmirrorServer, endpoint: str, body: bytes) -> None:
     assert_clear(server.call("POST", endpoint, body), 200, 400)
 

@@ -267,7 +267,7 @@ def decode_msgpack(data: bytes, kind: type[T]) -> T:
         result: T = decoder.decode(data)
     except msgspec.ValidationError as error:
         raise InputError(f"invalid {kind.__name__}: {error}") from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgspec lets invalid UTF-8 in keys through
         raise InputError(f"malformed {kind.__name__} body: {error}") from None
     return result
 
@@ -277,5 +277,5 @@ def decode_json(data: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as error:
         raise InputError(f"invalid {kind.__name__}: {error}") from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgspec lets invalid UTF-8 in keys through
         raise InputError(f"malformed {kind.__name__}: {error}") from None

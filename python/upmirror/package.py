@@ -328,7 +328,7 @@ def _decode_record(path: Path, decoder: msgspec.msgpack.Decoder[R], payload: byt
         return decoder.decode(payload)
     except msgspec.ValidationError as error:
         raise InputError(f"package {path} holds an invalid record ({error}): it was changed or damaged") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise InputError(f"package {path} holds an unreadable record: it was changed or damaged") from None
 
 
