@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "tokens": "tokens",
     "hash": "hashing",
     "fetch": "fetch",
+    "tune": "tune",
+    "bench": "tune",
     "demo": "demo",
 }
 
