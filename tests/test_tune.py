@@ -203,7 +203,7 @@ def test_bench_prints_every_digest_and_the_download_of_a_downstream(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
-    done = upmirror("bench", "--size", "4M", "--dir", downstream, scratch=scratch)
+    done = upmirror("bench", "--size", "4M", "--seconds", "2", "--dir", downstream, scratch=scratch)
 
     assert done.returncode == 0, done.stderr
     rows = {line[:28].strip(): line for line in done.stdout.splitlines()}

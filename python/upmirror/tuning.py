@@ -31,11 +31,15 @@ from upmirror.upstream import Upstream, build_client
 MIB: Final = 1 << 20
 CONNECTIONS_GRID: Final = (4, 8, 16, 32)
 CHUNK_MIB_GRID: Final = (2, 4, 8, 16)
-# The sample: the largest files the upstream serves, at most this many and this many bytes in all.
-SAMPLE_FILES: Final = 8
+# The candidates: the largest files this server synchronizes, at most this many and this many bytes in all.
+SAMPLE_FILES: Final = 64
 SAMPLE_BYTES: Final = 256 * MIB
-# One download of the sample should take about this share of the time budget, so the search fits in it.
+# The warm-up downloads at most this much, so that it stays short on a slow link.
+WARM_UP_BYTES: Final = 32 * MIB
+# One run should take about this share of the time budget, so the whole search fits in it: the sample is cut down
+# on a slow link, or downloaded several times over (passes) on a fast one, where one pass would be too short to time.
 SHARE_OF_BUDGET_PER_RUN: Final = 1 / 24
+MAX_PASSES: Final = 16
 FINALISTS: Final = 3
 MAX_RUNS: Final = 7
 
@@ -78,75 +82,87 @@ class Measurement:
 def sample_files(
     store: Store, options: Options, count: int = SAMPLE_FILES, budget: int = SAMPLE_BYTES
 ) -> list[FileRef]:
-    """The largest files this server synchronizes (its languages, express files as configured), at most ``count``
-    of them and ``budget`` bytes in all (at least one file). Only ``count`` files are held while the store is read."""
+    """The largest files this server synchronizes (its languages, express files as configured) that fit ``count``
+    files and ``budget`` bytes, largest first. Only ``count`` files are held while the store is read."""
     needed = store.needed_files(languages=options.languages, only_approved=False, express=options.content.express_files)
-    largest = heapq.nlargest(count, needed, key=lambda f: f.size)
+    return fit(heapq.nlargest(count, needed, key=lambda f: f.size), budget)
+
+
+def fit(files: Sequence[FileRef], budget: float) -> list[FileRef]:
+    """The files (largest first) that fit in ``budget`` bytes, taken greedily; the smallest one when none fits."""
     chosen: list[FileRef] = []
     total = 0
-    for file in largest:
-        if chosen and total + file.size > budget:
-            continue
-        chosen.append(file)
-        total += file.size
-    return chosen
+    for file in sorted(files, key=lambda f: f.size, reverse=True):
+        if total + file.size <= budget:
+            chosen.append(file)
+            total += file.size
+    if chosen or not files:
+        return chosen
+    return [min(files, key=lambda f: f.size)]
 
 
 class LinkProbe:
-    """Downloads one sample of files from the upstream with given settings into a scratch directory, and reports the
+    """Downloads a sample of files from the upstream with given settings into a scratch directory, and reports the
     throughput. A client that allows the most connections of the grid is used, so every setting can be tried."""
 
     def __init__(self, options: Options, files: Sequence[FileRef], scratch: Path, max_connections: int) -> None:
         transfer = msgspec.structs.replace(
             options.transfer, connections=max(max_connections, options.transfer.connections)
         )
-        capped = msgspec.structs.replace(options, transfer=transfer)
-        self.client: HttpClient = build_client(capped)
-        upstream = Upstream(options, self.client)
-        self.jobs = [
-            DownloadJob.content(upstream.content_url(f), f.sha1, f.extension, f.size, sha256=f.sha256, blake3=f.blake3)
-            for f in files
-        ]
-        self.files = list(files)
-        self.bytes = sum(f.size for f in files)
+        self.client: HttpClient = build_client(msgspec.structs.replace(options, transfer=transfer))
+        self.upstream = Upstream(options, self.client)
+        self.candidates = list(files)
         self.scratch = scratch
         self.retries = options.transfer.retries
+        self.passes = 1
+        self.use(fit(self.candidates, WARM_UP_BYTES))
 
-    def shrink_to(self, byte_target: float) -> None:
-        """Keeps the largest files that fit ``byte_target`` (at least one), so that one run stays short."""
-        kept, total = 0, 0
-        for file in self.files:
-            if kept and total + file.size > byte_target:
-                break
-            kept += 1
-            total += file.size
-        self.files, self.jobs, self.bytes = self.files[:kept], self.jobs[:kept], total
+    def use(self, files: Sequence[FileRef]) -> None:
+        self.files = list(files)
+        self.bytes = sum(f.size for f in files)
+        self.jobs = [
+            DownloadJob.content(
+                self.upstream.content_url(f), f.sha1, f.extension, f.size, sha256=f.sha256, blake3=f.blake3
+            )
+            for f in files
+        ]
+
+    def calibrate(self, rate: float, seconds_per_run: float) -> None:
+        """Sizes a run to about ``seconds_per_run`` at ``rate`` bytes per second: fewer files, or more passes."""
+        target = rate * seconds_per_run
+        self.use(fit(self.candidates, target))
+        self.passes = max(1, min(MAX_PASSES, int(target // max(self.bytes, 1))))
 
     def run(self, setting: Setting) -> float:
-        """Bytes per second of one verified download of the sample (wall time, placement included)."""
-        target = Path(tempfile.mkdtemp(prefix="run-", dir=self.scratch))
-        try:
-            started = time.perf_counter()
-            report = self.client.download(
-                self.jobs,
-                target,
-                connections=setting.connections,
-                chunk_size=setting.chunk_size_mib * MIB,
-                retries=self.retries,
-            )
-            elapsed = time.perf_counter() - started
-        finally:
-            shutil.rmtree(target, ignore_errors=True)
-        if report.failed:
-            failure = report.failures[0]
-            raise MeasurementError(f"download from the upstream failed: {failure.url}: {failure.reason}")
-        return report.bytes_transferred / max(elapsed, 1e-9)
+        """Bytes per second of the verified downloads of the sample, ``passes`` times, each into a fresh directory
+        (wall time of the downloads, placement included; removing the files afterwards is not counted)."""
+        transferred, elapsed = 0, 0.0
+        for _ in range(self.passes):
+            target = Path(tempfile.mkdtemp(prefix="run-", dir=self.scratch))
+            try:
+                started = time.perf_counter()
+                report = self.client.download(
+                    self.jobs,
+                    target,
+                    connections=setting.connections,
+                    chunk_size=setting.chunk_size_mib * MIB,
+                    retries=self.retries,
+                )
+                elapsed += time.perf_counter() - started
+            finally:
+                shutil.rmtree(target, ignore_errors=True)
+            if report.failed:
+                failure = report.failures[0]
+                raise MeasurementError(f"download from the upstream failed: {failure.url}: {failure.reason}")
+            transferred += report.bytes_transferred
+        return transferred / max(elapsed, 1e-9)
 
 
 @dataclass
 class TuneResult:
     files: int
     sample_bytes: int
+    passes: int
     current: Setting
     choice: Setting
     measurements: dict[Setting, Measurement]  # in the order of the settings (connections, then chunk size)
@@ -173,8 +189,7 @@ def tune(
         probe = LinkProbe(options, files, Path(scratch), max(connections_grid))
         # The warm-up fills the upstream's page cache (the first run would otherwise be slower for every setting)
         # and sizes the sample so the whole search fits the budget.
-        warm_rate = probe.run(current)
-        probe.shrink_to(warm_rate * seconds * SHARE_OF_BUDGET_PER_RUN)
+        probe.calibrate(probe.run(current), seconds * SHARE_OF_BUDGET_PER_RUN)
 
         def measure_rounds(settings: Iterable[Setting], rounds: int, *, always: bool = False) -> None:
             order = list(dict.fromkeys(settings))
@@ -199,6 +214,7 @@ def tune(
         return TuneResult(
             files=len(probe.files),
             sample_bytes=probe.bytes,
+            passes=probe.passes,
             current=current,
             choice=choice,
             measurements=dict(sorted(results.items())),
@@ -206,12 +222,13 @@ def tune(
         )
 
 
-def download_rate(options: Options, files: Sequence[FileRef], runs: int = 3) -> Measurement:
-    """Throughput of the server's current transfer options (``upmirror bench``): a warm-up, then ``runs`` runs."""
+def download_rate(options: Options, files: Sequence[FileRef], runs: int = 3, seconds: float = 10.0) -> Measurement:
+    """Throughput of the server's current transfer options (``upmirror bench``): a warm-up, then ``runs`` runs of
+    about ``seconds`` in all."""
     current = Setting(options.transfer.connections, options.transfer.chunk_size_mib)
     measurement = Measurement()
     with tempfile.TemporaryDirectory(prefix="upmirror-bench-") as scratch:
         probe = LinkProbe(options, files, Path(scratch), current.connections)
-        probe.run(current)
+        probe.calibrate(probe.run(current), seconds / runs)
         measurement.rates.extend(probe.run(current) for _ in range(runs))
     return measurement

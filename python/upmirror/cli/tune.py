@@ -26,6 +26,8 @@ DEFAULT_SECONDS = 60.0
 MAX_SECONDS = 3600.0
 DIGESTS = ("blake3", "sha256", "sha1", "xxh3")
 BENCH_RUNS = 3
+BENCH_DOWNLOAD_SECONDS = 10.0
+NOISY_SPREAD = 0.25  # runs of the chosen setting further apart than this: say the figures are soft
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dir_argument(bench)
     bench.add_argument("--json", action="store_true", help="print the measurements as JSON")
     bench.add_argument("--size", type=parse_size, default="512M", help="size of the hashed file (default 512M)")
+    bench.add_argument(
+        "--seconds", default=str(BENCH_DOWNLOAD_SECONDS), help="time for the download runs (default %(default)s)"
+    )
     bench.set_defaults(handler=run_bench)
 
 
@@ -118,7 +123,7 @@ def run_tune(args: argparse.Namespace) -> int:
             print(f"  {setting.connections} connections, {setting.chunk_size_mib} MiB chunks: {rate_text(rate)}")
 
     if not args.json:
-        print(f"measuring the link to {options.source.upstream} for up to {seconds:g} s")
+        print(f"measuring the link to {options.source.upstream} for about {seconds:g} s")
     try:
         result = tune(
             options,
@@ -148,6 +153,7 @@ def tune_record(result: TuneResult, *, applied: bool) -> dict[str, Any]:
     return {
         "files": result.files,
         "sample_bytes": result.sample_bytes,
+        "passes": result.passes,
         "seconds": round(result.seconds, 2),
         "current": {"connections": result.current.connections, "chunk_size_mib": result.current.chunk_size_mib},
         "choice": {"connections": result.choice.connections, "chunk_size_mib": result.choice.chunk_size_mib},
@@ -170,7 +176,8 @@ def measurement_row(label: str, measurement: Measurement) -> str:
 
 def print_tune(result: TuneResult, *, applied: bool, directory: ServerDirectory) -> None:
     print(
-        f"\n{result.files} files, {format_bytes(result.sample_bytes)} per run, {result.seconds:.0f} s; "
+        f"\n{result.files} files ({format_bytes(result.sample_bytes)}) x {result.passes} per run, "
+        f"{result.seconds:.0f} s in all; "
         "median of the runs, spread = (max - min) / median"
     )
     print(f"{'connections':>11}  {'chunk':>7}  {'median':>13}  {'runs':>4}  {'min':>13}  {'max':>13}  {'spread':>6}")
@@ -181,7 +188,12 @@ def print_tune(result: TuneResult, *, applied: bool, directory: ServerDirectory)
         print(measurement_row(f"{setting.connections:>11}  {setting.chunk_size_mib:>3} MiB", measurement) + marks)
     choice = result.choice
     chosen = f"transfer.connections {choice.connections} transfer.chunk_size_mib {choice.chunk_size_mib}"
-    print(f"\nchoice: {choice.connections} connections, {choice.chunk_size_mib} MiB chunks")
+    chosen_runs = result.measurements[choice]
+    current_runs = result.measurements.get(result.current)
+    versus = f" ({chosen_runs.median / current_runs.median - 1:+.0%} over the current options)" if current_runs else ""
+    print(f"\nchoice: {choice.connections} connections, {choice.chunk_size_mib} MiB chunks{versus}")
+    if chosen_runs.spread > NOISY_SPREAD:
+        print(f"the runs disagree by {chosen_runs.spread:.0%}: the link is noisy; more --seconds gives firmer figures")
     if applied:
         print(f"applied: {chosen}")
     elif choice == result.current:
@@ -199,9 +211,10 @@ def run_bench(args: argparse.Namespace) -> int:
         directory.load()  # raises the one-line "not a server directory" error
     if args.size < 1:
         raise InputError("--size must be at least 1 byte")
+    seconds = parse_seconds(args.seconds)
 
     hashing = bench_hashing(args.size)
-    download, note = bench_download(directory)  # (setting, measurement) or None
+    download, note = bench_download(directory, seconds)  # (setting, measurement) or None
     if args.json:
         record: dict[str, Any] = {
             "hash_file_bytes": args.size,
@@ -259,7 +272,7 @@ def write_sample(path: Path, size: int) -> None:
             remaining -= written
 
 
-def bench_download(directory: ServerDirectory) -> tuple[tuple[Setting, Measurement] | None, str]:
+def bench_download(directory: ServerDirectory, seconds: float) -> tuple[tuple[Setting, Measurement] | None, str]:
     """The download throughput of the current options (connections, chunk size), or why it was not measured."""
     from upmirror.tuning import MeasurementError, Setting, download_rate  # noqa: PLC0415
 
@@ -273,12 +286,11 @@ def bench_download(directory: ServerDirectory) -> tuple[tuple[Setting, Measureme
     except CommandError as error:
         return None, f"download not measured: {error}"
     try:
-        measurement = download_rate(options, files, runs=BENCH_RUNS)
+        measurement = download_rate(options, files, runs=BENCH_RUNS, seconds=seconds)
     except MeasurementError as error:
         raise CommandError(str(error)) from None
-    total = sum(f.size for f in files)
     setting = Setting(options.transfer.connections, options.transfer.chunk_size_mib)
     return (
         setting,
         measurement,
-    ), f"downloaded {len(files)} files ({format_bytes(total)}) from {options.source.upstream}"
+    ), (f"downloaded the largest files it synchronizes from {options.source.upstream} into a temporary directory")
