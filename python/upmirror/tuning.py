@@ -197,6 +197,8 @@ def tune(
                 for setting in order:
                     if not always and time.monotonic() >= deadline:
                         return
+                    if setting in results and len(results[setting].rates) >= MAX_RUNS:
+                        continue
                     rate = probe.run(setting)
                     results.setdefault(setting, Measurement()).rates.append(rate)
                     if on_run:
