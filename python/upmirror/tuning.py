@@ -211,7 +211,9 @@ def tune(
         best_connections = max(results, key=lambda s: results[s].median).connections
         measure_rounds((Setting(best_connections, k) for k in chunk_grid), 1)
         finalists = sorted(results, key=lambda s: results[s].median, reverse=True)[:FINALISTS]
-        measure_rounds(finalists, MAX_RUNS - 1)
+        # The current setting, when in the grid, is repeated as often, so the choice is compared with it fairly.
+        compared = [*finalists, *([current] if current in results and current not in finalists else [])]
+        measure_rounds(compared, MAX_RUNS - 1)
         choice = max(finalists, key=lambda s: results[s].median)
         return TuneResult(
             files=len(probe.files),
