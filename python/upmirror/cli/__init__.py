@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "tokens": "tokens",
     "hash": "hashing",
     "fetch": "fetch",
+    "tune": "tune",
+    "bench": "tune",
     "demo": "demo",
 }
 
