@@ -260,9 +260,12 @@ pub fn hash_file(path: &Path, algorithms: AlgorithmSet, progress: &Progress) -> 
 
 fn hash_mapped(data: &[u8], hasher: MultiHasher, progress: &Progress) -> Result<Digests> {
     let MultiHasher { mut states, .. } = hasher;
-    let reporter = states.iter().enumerate().max_by_key(|(_, s)| s.cost_rank()).map_or(0, |(i, _)| i);
+    // Costliest first, one task each: the pool starts the slow digests at once and the cheap ones fill the gaps.
+    states.sort_by_key(|state| std::cmp::Reverse(state.cost_rank()));
+    let reporter = 0;
     let outcomes: Vec<Result<()>> = states
         .par_iter_mut()
+        .with_max_len(1)
         .enumerate()
         .map(|(index, state)| {
             for piece in data.chunks(STEP) {
