@@ -692,6 +692,13 @@ class Store:
             for digest, size, name, sha256, blake3 in page:
                 yield FileRef(sha1=digest, size=size, name=name, sha256=sha256, blake3=blake3)
 
+    def known_updates(self, update_ids: Iterable[str]) -> set[str]:
+        """Which of these updates the store holds (one query; no record is decoded)."""
+        rows = self.connection.execute(
+            "SELECT id FROM updates WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(update_ids)),)
+        )
+        return {update_id for (update_id,) in rows}
+
     def has_revision(self, update_id: str, revision: int) -> bool:
         return (
             self.connection.execute(

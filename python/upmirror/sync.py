@@ -220,7 +220,7 @@ class Synchronizer:
         groups = batched(batched(wanted, batch_limit), batches_per_transaction)
         for updates in self.fetched_ahead(groups):
             self.store_updates(updates)
-        known_expired = [update_id for update_id in listing.expired if self.store.update(update_id) is not None]
+        known_expired = sorted(self.store.known_updates(listing.expired))
         self.record.expired_updates += self.store.expire(known_expired)
 
     def fetched_ahead(self, groups: Iterable[tuple[tuple[RevisionRef, ...], ...]]) -> Iterator[list[Update]]:
@@ -248,7 +248,7 @@ class Synchronizer:
         return updates
 
     def store_updates(self, updates: list[Update]) -> None:
-        known = {u.id for u in updates if self.store.update(u.id) is not None}
+        known = self.store.known_updates(u.id for u in updates)
         self.store.add_updates(updates)
         self.record.revised_updates += len(known)
         self.record.new_updates += len(updates) - len(known)
