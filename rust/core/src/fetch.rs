@@ -2,7 +2,7 @@
 //! directory. Large files are split into Range chunks over several connections, small files go many at once, and the
 //! bytes requested but not yet on disk are bounded. Every byte is hashed (in-stream for files fetched in one piece,
 //! right behind the writers, from the page cache, for chunked ones); a file reaches its final path only after its
-//! digests matched, by an atomic rename.
+//! digests matched, by an atomic rename that the placing thread (`placement`) makes durable a batch at a time.
 //!
 //! Resume: a chunked file's bytes live in `<root>/.partial/<name>.part` and each finished chunk is appended to
 //! `<name>.part.journal` with the XXH3-64 of its bytes. A restarted download re-reads the journaled chunks and keeps
@@ -11,6 +11,8 @@
 //! Journals are not fsynced: a killed process loses nothing the page cache holds, and after a power loss a record
 //! whose bytes did not reach the disk fails its XXH3 check.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -29,8 +31,9 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 use crate::error::{Error, IoResultExt, Result};
 use crate::hash::{Algorithm, AlgorithmSet, Digests, MultiHasher};
 use crate::http::{HttpClient, StreamingResponse, parse_url, redacted, runtime};
+use crate::placement::{Placer, Verified};
 use crate::progress::Progress;
-use crate::store::{ContentName, ContentStore, PARTIAL_DIR, place_durably};
+use crate::store::{ContentName, ContentStore, PARTIAL_DIR};
 
 /// Connections at once (over all files). Measured with `python -m benches W2a W2b` (benches/w2_download.py).
 pub const DEFAULT_CONNECTIONS: usize = 16;
@@ -264,9 +267,16 @@ pub fn download(
     options.validate()?;
     let partial = root.join(PARTIAL_DIR);
     fs::create_dir_all(&partial).at(&partial)?;
+    // What earlier runs left, listed once: a file with nothing here has nothing to resume, and costs no lookup.
+    let leftovers = fs::read_dir(&partial).at(&partial)?.filter_map(|entry| Some(entry.ok()?.file_name())).collect();
     let known: u64 = jobs.iter().filter_map(|j| j.size).sum();
     progress.add_total(jobs.len() as u64, known);
     let in_flight_units = (options.max_in_flight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
+    let stop = Arc::new(Stop::default());
+    let placer = {
+        let stop = stop.clone();
+        Placer::start(root, progress.clone(), move |error| stop.trigger(error))
+    };
     let context = Arc::new(Context {
         connections: Arc::new(Semaphore::new(options.connections)),
         in_flight: Arc::new(Semaphore::new(in_flight_units)),
@@ -275,11 +285,15 @@ pub fn download(
         root: root.to_path_buf(),
         options,
         progress,
-        stop: Stop::default(),
+        stop,
+        placer,
+        leftovers,
         bytes_transferred: AtomicU64::new(0),
         bytes_reused: AtomicU64::new(0),
     });
-    runtime().block_on(download_all(context, jobs))
+    // The scheduling loop runs on a runtime thread too: a file task finishing then wakes no thread outside the
+    // runtime (waking the blocked caller for every file cost a futex call and a context switch each).
+    runtime().block_on(runtime().spawn(download_all(context, jobs))).expect("the download loop does not panic")
 }
 
 async fn download_all(context: Arc<Context>, jobs: Vec<DownloadJob>) -> Result<DownloadReport> {
@@ -300,6 +314,8 @@ async fn download_all(context: Arc<Context>, jobs: Vec<DownloadJob>) -> Result<D
         outcomes[index] = Some(outcome);
     }
     watcher.abort();
+    let placing = context.clone();
+    tokio::task::spawn_blocking(move || placing.placer.finish()).await.expect("placing does not panic");
     if let Some(error) = context.stop.take_error() {
         return Err(error);
     }
@@ -333,7 +349,11 @@ struct Context {
     /// Bytes requested and not yet written, in KiB units.
     in_flight: Arc<Semaphore>,
     in_flight_units: usize,
-    stop: Stop,
+    stop: Arc<Stop>,
+    /// Verified files go to their final paths through this queue.
+    placer: Placer,
+    /// The names in `.partial/` when the download started.
+    leftovers: HashSet<OsString>,
     bytes_transferred: AtomicU64,
     bytes_reused: AtomicU64,
 }
@@ -454,7 +474,7 @@ async fn download_file(context: &Arc<Context>, job: DownloadJob) -> FileOutcome 
     loop {
         match attempt_file(context, &job, &paths, fresh).await {
             Ok(Placed { size, reused }) => {
-                context.progress.file_done();
+                // In place once the placer's batch is: `download` returns only after that.
                 return FileOutcome::Placed {
                     path: paths.final_path,
                     bytes_fetched: size - reused,
@@ -509,17 +529,18 @@ async fn attempt_file(
     }
     // A chunked download, or a file of unknown size: resume what an earlier run verified, then probe with the first
     // missing chunk, whose answer says whether the server honours Range, the file's size and its validator.
-    let resumed = if fresh {
-        None
-    } else {
+    let leftover = !fresh && paths.part.file_name().is_some_and(|name| context.leftovers.contains(name));
+    let resumed = if leftover {
         let part = paths.part.clone();
         let journal = paths.journal.clone();
         let expected_size = job.size;
         tokio::task::spawn_blocking(move || load_journal(&part, &journal, expected_size, chunk_size))
             .await
             .expect("journal loading does not panic")
+    } else {
+        None
     };
-    if resumed.is_none() {
+    if leftover && resumed.is_none() {
         paths.discard();
     }
     // `upmirror fetch` learns a size from the server; a journal remembers the size it learned.
@@ -638,7 +659,7 @@ async fn finish_chunked(
     fetched?;
     let digests = digests.map_err(|e| context.fatal(e))?;
     drop(chunked);
-    verify_and_place(context, job, paths, digests.as_ref()).await?;
+    verify_and_place(context, job, paths, digests.as_ref(), true).await?;
     Ok(Placed { size, reused })
 }
 
@@ -788,7 +809,7 @@ async fn whole_body(
             Ok(length) if expected_len.is_none_or(|e| e == length) => {
                 drop(file);
                 let digests = hasher.map(MultiHasher::finalize);
-                verify_and_place(context, job, paths, digests.as_ref()).await?;
+                verify_and_place(context, job, paths, digests.as_ref(), false).await?;
                 return Ok(Placed { size: length, reused: 0 });
             }
             Ok(length) => Some(format!("the body ended after {length} of {} bytes", expected_len.unwrap_or(0))),
@@ -810,6 +831,7 @@ async fn verify_and_place(
     job: &DownloadJob,
     paths: &Paths,
     digests: Option<&Digests>,
+    chunked: bool,
 ) -> Result<(), FileError> {
     if let Some(digests) = digests
         && let Err(Error::DigestMismatch { algorithm, expected, actual, .. }) =
@@ -817,21 +839,12 @@ async fn verify_and_place(
     {
         return Err(FileError::Restart(format!("{algorithm} digest mismatch: expected {expected}, got {actual}")));
     }
-    let part = paths.part.clone();
-    let journal = paths.journal.clone();
-    let final_path = paths.final_path.clone();
-    let target = job.target.clone();
-    let root = context.root.clone();
-    tokio::task::spawn_blocking(move || {
-        let _ = fs::remove_file(&journal);
-        match target {
-            JobTarget::Content(name) => ContentStore::new(root).place_verified(&part, &name).map(drop),
-            JobTarget::File(_) => place_durably(&part, &final_path),
-        }
-    })
-    .await
-    .expect("placement does not panic")
-    .map_err(|e| context.fatal(e))
+    let verified = Verified {
+        part: paths.part.clone(),
+        final_path: paths.final_path.clone(),
+        journal: chunked.then(|| paths.journal.clone()),
+    };
+    if context.placer.place(verified).await { Ok(()) } else { Err(FileError::Stop) }
 }
 
 /// A response with the connection and in-flight budget it holds.
@@ -919,7 +932,9 @@ async fn stream_body(
     mut sink: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<u64, StreamFailure> {
     let mut response = slot.response.response;
-    let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    // Sized for the body when it is smaller than a gathered write: small files are most files.
+    let mut buffer: Vec<u8> =
+        Vec::with_capacity(usize::try_from(end - start).map_or(WRITE_BUFFER, |n| n.min(WRITE_BUFFER)));
     let mut written = 0u64;
     // Writes bytes at the current offset and counts them; `flush!` empties the gathering buffer through it.
     let mut emit = |data: &[u8], written: &mut u64| -> Result<(), StreamFailure> {
@@ -956,8 +971,9 @@ async fn stream_body(
                         written,
                     });
                 }
-                if buffer.is_empty() && data.len() >= DIRECT_WRITE_MIN {
-                    // A large read goes to the file as it is: gathering it first would only add a copy.
+                if buffer.is_empty() && (data.len() >= DIRECT_WRITE_MIN || start + received == end) {
+                    // A large read, or the whole rest of the body (most small files arrive in one read), goes to
+                    // the file as it is: gathering it first would only add a copy.
                     emit(&data, &mut written)?;
                     continue;
                 }

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod hash;
 pub mod http;
 pub mod index;
+pub mod placement;
 pub mod pool;
 pub mod progress;
 pub mod store;

@@ -130,27 +130,14 @@ impl ContentStore {
     /// from the index is read and checked before it is trusted.
     pub fn place_verified_unsynced(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
         let target = self.path_of(name);
-        let folder = target.parent().expect("a content path has a folder");
-        match fs::rename(verified, &target) {
-            Err(e) if e.kind() == ErrorKind::NotFound && !folder.exists() => {
-                fs::create_dir_all(folder).at(folder)?;
-                fs::rename(verified, &target).at(&target)?;
-            }
-            other => other.at(&target)?,
-        }
+        rename_into_place(verified, &target)?;
         Ok(target)
     }
 
     /// Flushes every written file and directory entry of the filesystem holding the store (one `syncfs`, far cheaper
     /// than one `fsync` per file for thousands of files).
     pub fn sync_filesystem(&self) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let root = File::open(&self.root).at(&self.root)?;
-        // SAFETY: syncfs only reads the descriptor, which lives until the end of this function.
-        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-            return Err(Error::io(&self.root, std::io::Error::last_os_error()));
-        }
-        Ok(())
+        FilesystemFlush::open(&self.root)?.flush()
     }
 
     /// Lists the directory: every file in the layout, and every other entry, which is reported rather than taken for
@@ -208,14 +195,6 @@ impl ContentStore {
         Ok(scan)
     }
 
-    /// Moves a verified file into its final path: flushed to disk first, then renamed atomically, so a crash leaves
-    /// either no file or the whole verified file at the final path, never a partial one.
-    pub fn place_verified(&self, verified: &Path, name: &ContentName) -> Result<PathBuf> {
-        let target = self.path_of(name);
-        place_durably(verified, &target)?;
-        Ok(target)
-    }
-
     /// Creates the content directory and its `.partial/` folder.
     pub fn create(&self) -> Result<()> {
         let partial = self.partial_dir();
@@ -226,16 +205,39 @@ impl ContentStore {
     }
 }
 
-/// Flushes a finished file to disk, then renames it to `target` atomically and makes the rename durable: a crash
-/// leaves either no file or the whole file at `target`. Used for the content store and for plain downloads alike.
-pub fn place_durably(finished: &Path, target: &Path) -> Result<()> {
-    File::open(finished).and_then(|f| f.sync_all()).at(finished)?;
-    let folder = target.parent().expect("a target path has a folder");
-    fs::create_dir_all(folder).at(folder)?;
-    fs::rename(finished, target).at(target)?;
-    // The rename is durable only once the folder's entry is.
-    File::open(folder).and_then(|f| f.sync_all()).at(folder)?;
-    Ok(())
+/// The filesystem holding a folder, kept open to be flushed again and again.
+pub struct FilesystemFlush {
+    folder: PathBuf,
+    handle: File,
+}
+
+impl FilesystemFlush {
+    pub fn open(folder: &Path) -> Result<Self> {
+        Ok(Self { folder: folder.to_path_buf(), handle: File::open(folder).at(folder)? })
+    }
+
+    /// Flushes every written file and directory entry of the filesystem (`syncfs`).
+    pub fn flush(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs only reads the descriptor, which `self` keeps open.
+        if unsafe { libc::syncfs(self.handle.as_raw_fd()) } != 0 {
+            return Err(Error::io(&self.folder, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+/// Renames a finished file to `target` atomically, creating its folder when it is missing. Not durable by itself:
+/// callers flush the filesystem before (the bytes) and after (the name) — see `placement`.
+pub fn rename_into_place(finished: &Path, target: &Path) -> Result<()> {
+    match fs::rename(finished, target) {
+        Err(e) if e.kind() == ErrorKind::NotFound && finished.exists() => {
+            let folder = target.parent().expect("a target path has a folder");
+            fs::create_dir_all(folder).at(folder)?;
+            fs::rename(finished, target).at(target)
+        }
+        other => other.at(target),
+    }
 }
 
 /// One file of a content directory, as listed by `ContentStore::scan`.
@@ -316,7 +318,7 @@ mod tests {
         let partial = store.partial_path_of(&name);
         fs::write(&partial, b"abc").unwrap();
         assert!(!store.contains(&name, 3));
-        let placed = store.place_verified(&partial, &name).unwrap();
+        let placed = store.place_verified_unsynced(&partial, &name).unwrap();
         assert_eq!(fs::read(placed).unwrap(), b"abc");
         assert!(store.contains(&name, 3));
         assert!(!partial.exists());

@@ -1,0 +1,120 @@
+//! Group commit of verified downloads: files whose digests matched are moved from `.partial/` to their final paths
+//! by a thread of their own, a batch at a time, with one `syncfs` per batch instead of two `fsync`s per file.
+//!
+//! The order keeps the promise that a final path only ever holds a whole, verified file, even across a power loss:
+//! the batch's bytes are flushed first (`syncfs`), then the batch is renamed into place; the renames themselves are
+//! made durable by the next batch's flush, or by the last one before the download returns. Download tasks hand a
+//! file over and move on to the next one, so the network never waits for the disk; the queue is bounded, so a slow
+//! disk slows the downloads down instead of growing memory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::store::{FilesystemFlush, rename_into_place};
+
+/// Files handed over and not yet placed, at most (paths only; their bytes are already in the page cache).
+const QUEUE: usize = 4096;
+/// Files renamed after one flush, at most.
+const BATCH: usize = 1024;
+/// After a batch smaller than `BATCH`, the thread lets files gather this long before it looks again: one wake-up
+/// and one flush for many small files instead of one for each (the commit delay of a database's group commit).
+const GATHER: Duration = Duration::from_millis(2);
+
+/// A verified file waiting in `.partial/` for its final path.
+pub struct Verified {
+    pub part: PathBuf,
+    pub final_path: PathBuf,
+    /// Its resume journal, removed once the file is in place.
+    pub journal: Option<PathBuf>,
+}
+
+enum Message {
+    Place(Verified),
+    /// Everything was handed over: flush the last renames and end.
+    Finish,
+}
+
+/// The placing thread's queue. Download tasks share it; `finish` waits for the thread.
+pub struct Placer {
+    queue: mpsc::Sender<Message>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Placer {
+    /// Starts the thread for the filesystem holding `root`. It counts each placed file as done in `progress`; its
+    /// first error (a full disk, a missing permission) goes to `on_error`, and nothing more is placed after it.
+    pub fn start(root: &Path, progress: Arc<Progress>, on_error: impl FnOnce(Error) + Send + 'static) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let root = root.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("upmirror-place".into())
+            .spawn(move || {
+                let placed = FilesystemFlush::open(&root).and_then(|disk| place_batches(&disk, receiver, &progress));
+                if let Err(error) = placed {
+                    on_error(error);
+                }
+            })
+            .expect("the placing thread starts");
+        Self { queue, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Hands a verified file over (waiting while the queue is full). `false` when the thread has stopped on an
+    /// error, which it reported.
+    pub async fn place(&self, verified: Verified) -> bool {
+        self.queue.send(Message::Place(verified)).await.is_ok()
+    }
+
+    /// Waits until every file handed over is in place and durable. Call it once every task has handed its files
+    /// over; blocking, so from a blocking context.
+    pub fn finish(&self) {
+        let _ = self.queue.blocking_send(Message::Finish);
+        if let Some(thread) = self.thread.lock().expect("placer lock").take() {
+            thread.join().expect("the placing thread does not panic");
+        }
+    }
+}
+
+fn place_batches(disk: &FilesystemFlush, mut receiver: mpsc::Receiver<Message>, progress: &Progress) -> Result<()> {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut finished = false;
+    let mut placed_any = false;
+    while !finished {
+        match receiver.blocking_recv() {
+            Some(Message::Place(first)) => batch.push(first),
+            Some(Message::Finish) | None => break,
+        }
+        while batch.len() < BATCH {
+            match receiver.try_recv() {
+                Ok(Message::Place(next)) => batch.push(next),
+                Ok(Message::Finish) => {
+                    finished = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let full = batch.len() == BATCH;
+        // The bytes of this batch (and the renames of the one before) reach the disk before any name points at them.
+        disk.flush()?;
+        for verified in batch.drain(..) {
+            rename_into_place(&verified.part, &verified.final_path)?;
+            if let Some(journal) = verified.journal {
+                let _ = fs::remove_file(&journal);
+            }
+            progress.file_done();
+        }
+        placed_any = true;
+        if !full && !finished {
+            std::thread::sleep(GATHER);
+        }
+    }
+    // The renames of the last batch.
+    if placed_any { disk.flush() } else { Ok(()) }
+}
