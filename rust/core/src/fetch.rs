@@ -932,9 +932,10 @@ async fn stream_body(
     mut sink: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<u64, StreamFailure> {
     let mut response = slot.response.response;
-    // Sized for the body when it is smaller than a gathered write: small files are most files.
-    let mut buffer: Vec<u8> =
-        Vec::with_capacity(usize::try_from(end - start).map_or(WRITE_BUFFER, |n| n.min(WRITE_BUFFER)));
+    // Allocated on first use, for the body when it is smaller than a gathered write: most small bodies arrive in
+    // one read and are written without it.
+    let capacity = usize::try_from(end - start).map_or(WRITE_BUFFER, |n| n.min(WRITE_BUFFER));
+    let mut buffer: Vec<u8> = Vec::new();
     let mut written = 0u64;
     // Writes bytes at the current offset and counts them; `flush!` empties the gathering buffer through it.
     let mut emit = |data: &[u8], written: &mut u64| -> Result<(), StreamFailure> {
@@ -976,6 +977,9 @@ async fn stream_body(
                     // the file as it is: gathering it first would only add a copy.
                     emit(&data, &mut written)?;
                     continue;
+                }
+                if buffer.capacity() == 0 {
+                    buffer.reserve_exact(capacity);
                 }
                 buffer.extend_from_slice(&data);
                 if buffer.len() >= WRITE_BUFFER {
