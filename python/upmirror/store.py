@@ -36,7 +36,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -348,11 +348,16 @@ class Store:
         update's products and classification must be stored categories."""
         added = 0
         with self.transaction():
+            rows = _UpdateRows()
             for update in updates:
-                added += self._add_update(update)
+                added += self._add_update(update, rows)
+            rows.write(self.connection)
         return added
 
-    def _add_update(self, update: Update) -> bool:
+    def _add_update(self, update: Update, rows: _UpdateRows) -> bool:
+        """Stores one revision: the update's own row and the revision at once, its files, products, languages and
+        hardware IDs gathered into ``rows`` (written for many updates at a time: one statement per table instead of
+        one per table and update)."""
         row = self.connection.execute("SELECT uid, revision FROM updates WHERE id = ?", (update.id,)).fetchone()
         if row is not None:
             uid, latest = row
@@ -375,40 +380,28 @@ class Store:
             "INSERT INTO revisions (uid, revision, change, data) VALUES (?, ?, ?, ?)",
             (uid, update.revision, change, msgpack_encoder.encode(update)),
         )
-        self.connection.executemany(
-            "INSERT OR IGNORE INTO files (sha1, size, name, sha256, blake3) VALUES (?, ?, ?, ?, ?)",
-            [(f.sha1, f.size, f.name, f.sha256, f.blake3) for f in update.files],
-        )
+        rows.files.extend((f.sha1, f.size, f.name, f.sha256, f.blake3) for f in update.files)
         if update.revision < latest:
             return True  # an older revision: kept, but the newest still describes the update
-        self.connection.execute(
-            "UPDATE updates SET revision = ?, classification = ?, neutral = ?, expired = ?, change = ? WHERE uid = ?",
-            (update.revision, classification, not update.languages, update.expired, change, uid),
-        )
         if latest:
-            for table in (
-                "update_products",
-                "update_languages",
-                "hardware_ids",
-                "computer_hardware_ids",
-                "update_files",
-            ):
+            # A newer revision replaces what the update's rows say (gathered rows of this update go first).
+            if uid in rows.uids:
+                rows.write(self.connection)
+            self.connection.execute(
+                "UPDATE updates SET revision = ?, classification = ?, neutral = ?, expired = ?, change = ? "
+                "WHERE uid = ?",
+                (update.revision, classification, not update.languages, update.expired, change, uid),
+            )
+            for table in _UPDATE_TABLES:
                 self.connection.execute(f"DELETE FROM {table} WHERE uid = ?", (uid,))  # noqa: S608 (fixed names)
-        self.connection.executemany("INSERT INTO update_products VALUES (?, ?)", [(uid, p) for p in products])
+        rows.uids.add(uid)
         languages = sorted(set(update.languages))
-        self.connection.executemany("INSERT INTO update_languages VALUES (?, ?)", [(uid, lang) for lang in languages])
-        self.connection.executemany("INSERT OR IGNORE INTO languages VALUES (?)", [(lang,) for lang in languages])
-        self.connection.executemany(
-            "INSERT OR IGNORE INTO hardware_ids VALUES (?, ?)", [(h, uid) for h in update.hardware_ids]
-        )
-        self.connection.executemany(
-            "INSERT OR IGNORE INTO computer_hardware_ids VALUES (?, ?)",
-            [(c, uid) for c in update.computer_hardware_ids],
-        )
-        self.connection.executemany(
-            "INSERT OR IGNORE INTO update_files VALUES (?, ?, ?, ?)",
-            [(uid, f.sha1, json.dumps(sorted(f.languages)), f.express) for f in update.files],
-        )
+        rows.products.extend((uid, product) for product in products)
+        rows.update_languages.extend((uid, language) for language in languages)
+        rows.languages.update(languages)
+        rows.hardware_ids.extend((hardware_id, uid) for hardware_id in update.hardware_ids)
+        rows.computer_hardware_ids.extend((computer, uid) for computer in update.computer_hardware_ids)
+        rows.update_files.extend((uid, f.sha1, json.dumps(sorted(f.languages)), f.express) for f in update.files)
         return True
 
     def expire(self, update_ids: Iterable[str]) -> int:
@@ -951,17 +944,52 @@ class Store:
         counts = ImportCounts()
         with self.transaction():
             self._category_keys.clear()
+            rows = _UpdateRows()
             for record in records:
                 if isinstance(record, Category):
                     counts.categories += self._add_category(record)
                     continue
                 known = self.connection.execute("SELECT 1 FROM updates WHERE id = ?", (record.id,)).fetchone()
-                if self._add_update(record):
+                if self._add_update(record, rows):
                     counts.revisions += 1
                     counts.updates += known is None
                 elif record.expired and self._update_row(record.id)[1] == record.revision:
                     counts.expired += self._expire_update(record.id)
+                if len(rows.uids) >= PAGE_ROWS:
+                    rows.write(self.connection)
+            rows.write(self.connection)
         return counts
+
+
+# The tables that describe an update's latest revision, row by row.
+_UPDATE_TABLES: Final = ("update_products", "update_languages", "hardware_ids", "computer_hardware_ids", "update_files")
+
+
+@dataclass
+class _UpdateRows:
+    """Rows of stored revisions gathered to be written a table at a time."""
+
+    uids: set[int] = field(default_factory=set)
+    files: list[tuple[str, int, str, str | None, str | None]] = field(default_factory=list)
+    products: list[tuple[int, int]] = field(default_factory=list)
+    update_languages: list[tuple[int, str]] = field(default_factory=list)
+    languages: set[str] = field(default_factory=set)
+    hardware_ids: list[tuple[str, int]] = field(default_factory=list)
+    computer_hardware_ids: list[tuple[str, int]] = field(default_factory=list)
+    update_files: list[tuple[int, str, str, bool]] = field(default_factory=list)
+
+    def write(self, connection: sqlite3.Connection) -> None:
+        connection.executemany(
+            "INSERT OR IGNORE INTO files (sha1, size, name, sha256, blake3) VALUES (?, ?, ?, ?, ?)", self.files
+        )
+        connection.executemany("INSERT INTO update_products VALUES (?, ?)", self.products)
+        connection.executemany("INSERT INTO update_languages VALUES (?, ?)", self.update_languages)
+        connection.executemany("INSERT OR IGNORE INTO languages VALUES (?)", [(lang,) for lang in self.languages])
+        connection.executemany("INSERT OR IGNORE INTO hardware_ids VALUES (?, ?)", self.hardware_ids)
+        connection.executemany("INSERT OR IGNORE INTO computer_hardware_ids VALUES (?, ?)", self.computer_hardware_ids)
+        connection.executemany("INSERT OR IGNORE INTO update_files VALUES (?, ?, ?, ?)", self.update_files)
+        for rows in vars(self).values():
+            rows.clear()
 
 
 # A revision belongs to an export since :since when it was stored after it, or is the latest of an update that
