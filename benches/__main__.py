@@ -13,6 +13,7 @@ WORKLOADS = {
     "W2b": "benches.w2b_download_wan",
     "W3": "benches.w3_small_files",
     "W4": "benches.w4_first_sync",
+    "W4m": "benches.w4_catalog_scale",
     "W5": "benches.w5_next_sync",
     "W6": "benches.w6_copy",
     "W7": "benches.w7_dedup",
