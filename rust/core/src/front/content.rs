@@ -31,7 +31,7 @@ pub const SMALL_BODY: u64 = 64 << 10;
 /// Larger bodies leave as memory-mapped slices of this size.
 const MAPPED_SLICE: usize = 4 << 20;
 /// The latest date an HTTP date can spell (9999-12-31T23:59:59Z).
-const LAST_HTTP_DATE: u64 = 253_402_300_799;
+const LAST_HTTP_DATE: i64 = 253_402_300_799;
 
 /// Why a Range header cannot be served (answered with 416 and this message).
 #[derive(Debug, PartialEq, Eq)]
@@ -121,7 +121,7 @@ fn validators(metadata: &Metadata) -> (String, String) {
     let nanoseconds = i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec());
     let sign = if nanoseconds < 0 { "-" } else { "" };
     let etag = format!("\"{sign}{:x}-{:x}\"", nanoseconds.unsigned_abs(), metadata.size());
-    let seconds = metadata.mtime().clamp(0, LAST_HTTP_DATE as i64) as u64;
+    let seconds = metadata.mtime().clamp(0, LAST_HTTP_DATE).unsigned_abs();
     (etag, httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(seconds)))
 }
 
@@ -142,9 +142,11 @@ fn answer_file(method: &Method, file: &File, metadata: &Metadata, request: &Head
         if tags.any(|tag| tag == etag || tag == "*") {
             return empty(response.status(StatusCode::NOT_MODIFIED));
         }
-    } else if let Some(since) = text(request, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(&v).ok())
+    } else if let Some(since) =
+        text(request, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(&v).ok())
     {
-        let since = since.duration_since(UNIX_EPOCH).map_or(i64::MIN, |d| d.as_secs() as i64);
+        let since =
+            since.duration_since(UNIX_EPOCH).map_or(i64::MIN, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         if metadata.mtime() <= since {
             return empty(response.status(StatusCode::NOT_MODIFIED));
         }
@@ -198,16 +200,13 @@ fn send_parts(
     parts: Vec<(u64, u64, Bytes)>,
     tail: Bytes,
 ) -> Response<FrontBody> {
-    let length = parts.iter().map(|(start, end, head)| head.len() as u64 + end - start).sum::<u64>() + tail.len() as u64;
+    let length =
+        parts.iter().map(|(start, end, head)| head.len() as u64 + end - start).sum::<u64>() + tail.len() as u64;
     response = response.header(header::CONTENT_LENGTH, length);
     if method == Method::HEAD {
         return empty(response);
     }
-    let body = if length <= SMALL_BODY {
-        read_parts(file, &parts, &tail)
-    } else {
-        map_parts(file, parts, tail)
-    };
+    let body = if length <= SMALL_BODY { read_parts(file, &parts, &tail) } else { map_parts(file, parts, tail) };
     match body {
         Ok(body) => response.body(body.boxed_unsync()).expect("valid headers"),
         Err(error) => failure(&error),

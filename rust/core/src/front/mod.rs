@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -49,6 +49,11 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client must send a request's headers within this time (also how long an idle keep-alive connection lives).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most request body bytes read and dropped on a content request (which has no use for a body) to keep its
+/// connection; past this the connection closes after the answer.
+const IGNORED_BODY: usize = 64 << 10;
+/// The requests the front answers itself; everything else goes to the backend.
+const CONTENT_PREFIX: &str = "/Content/";
 /// How long the accept loop rests when accept fails (out of descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -73,7 +78,9 @@ impl Front {
     /// Starts serving on `listener` (already bound and listening).
     pub fn start(listener: StdTcpListener, options: FrontOptions) -> Result<Front> {
         let tls = options.tls.as_ref().map(|(certificate, key)| tls_acceptor(certificate, key)).transpose()?;
-        listener.set_nonblocking(true).map_err(|error| Error::InvalidInput(format!("the listening socket: {error}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|error| Error::InvalidInput(format!("the listening socket: {error}")))?;
         let listener = {
             let _entered = runtime().enter();
             tokio::net::TcpListener::from_std(listener)
@@ -127,15 +134,13 @@ async fn accept(
 ) {
     let connections = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stopped.changed() => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(ACCEPT_BACKOFF).await; // out of descriptors: let connections close first
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let (routes, tls, watcher) = (Arc::clone(&routes), tls.clone(), connections.watcher());
@@ -178,21 +183,45 @@ struct Routes {
 
 impl Routes {
     async fn answer(&self, request: Request<Incoming>) -> Response<FrontBody> {
-        let Some(relative) = request.uri().path().strip_prefix("/Content/") else {
+        if !request.uri().path().starts_with(CONTENT_PREFIX) {
             return self.backend.forward(request).await;
-        };
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            let mut refused = message(StatusCode::METHOD_NOT_ALLOWED, &format!("{} is not allowed on content", request.method()));
+        }
+        let (request, body) = request.into_parts();
+        let mut response = self.answer_content(&request).await;
+        if !body.is_end_stream() && !discarded(body).await {
+            // Unread request bytes would be taken for the next request: this connection ends with the answer.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn answer_content(&self, request: &hyper::http::request::Parts) -> Response<FrontBody> {
+        if request.method != Method::GET && request.method != Method::HEAD {
+            let text = format!("{} is not allowed on content", request.method);
+            let mut refused = message(StatusCode::METHOD_NOT_ALLOWED, &text);
             refused.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return refused;
         }
         if !self.anonymous_content
-            && let Some(refusal) = self.backend.check_access(request.headers()).await
+            && let Some(refusal) = self.backend.check_access(&request.headers).await
         {
             return refusal;
         }
-        self.content.answer(request.method(), relative, request.headers())
+        let relative = &request.uri.path()[CONTENT_PREFIX.len()..];
+        self.content.answer(&request.method, relative, &request.headers)
     }
+}
+
+/// Reads and drops a request body that content requests do not use, up to IGNORED_BODY bytes; true when it ended.
+async fn discarded(mut body: Incoming) -> bool {
+    let mut read = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, Bytes::len);
+        if read > IGNORED_BODY {
+            return false;
+        }
+    }
+    body.is_end_stream()
 }
 
 /// A plain-text answer of one line: control characters in quoted input are escaped.
