@@ -422,6 +422,30 @@ def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
     assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 2
 
 
+def test_sigterm_lets_a_download_in_flight_finish(root: Root, tmp_path: Path) -> None:
+    path = content_files(root)[-1]
+    size = path.stat().st_size
+    with UpmirrorServer(root.directory, token=root.token) as server:
+        slow = subprocess.Popen(
+            [
+                "curl",
+                "--silent",
+                "--fail",
+                "--limit-rate",
+                str(max(size // 2, 1024)),  # about two seconds
+                "-H",
+                f"Authorization: Bearer {root.token}",
+                "-o",
+                str(tmp_path / "download"),
+                server.url + content_url(root, path),
+            ]
+        )
+        time.sleep(0.5)
+        assert server.stop() == 0
+        assert slow.wait(timeout=30) == 0
+    assert (tmp_path / "download").read_bytes() == path.read_bytes()
+
+
 def test_serve_refuses_a_directory_that_is_not_a_server(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "upmirror.cli", "serve", "--dir", str(tmp_path), "--port", "0"],

@@ -1,5 +1,6 @@
 //! upmirror's engine, in pure Rust with no Python: the work that must be fast (hashing, downloads, the content
-//! store, copying and deduplication). The `upmirror-py` crate exposes it to the Python orchestrator.
+//! store, copying and deduplication, and the HTTP front of `upmirror serve`, which serves content). The
+//! `upmirror-py` crate exposes it to the Python orchestrator.
 
 pub mod copy;
 pub mod dedup;
