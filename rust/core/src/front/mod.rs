@@ -107,6 +107,13 @@ impl Front {
     }
 }
 
+/// A front dropped without `stop` stops accepting (without waiting for the requests in flight).
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 fn tls_acceptor(certificate: &Path, key: &Path) -> Result<TlsAcceptor> {
     let refuse = |what: &str, error: &dyn std::fmt::Display| {
         Error::InvalidInput(format!("cannot use {what} for the server's TLS: {error}"))
