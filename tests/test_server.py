@@ -345,6 +345,51 @@ def test_content_paths_that_are_not_layout_names_are_not_found(root: Root) -> No
     assert root.server.call("GET", missing).status == 404
 
 
+def test_content_answers_get_and_head_only(root: Root) -> None:
+    reply = root.server.call("POST", content_url(root, content_files(root)[0]), b"x")
+    assert reply.status == 405
+    assert {method.strip() for method in reply.headers["Allow"].split(",")} == {"GET", "HEAD"}
+    assert reply.body.endswith(b"\n")
+    assert reply.body.count(b"\n") == 1, "a one-line message"
+
+
+def test_content_conditional_requests(root: Root) -> None:
+    path = content_files(root)[-1]
+    data = path.read_bytes()
+    url = content_url(root, path)
+    head = root.server.call("HEAD", url)
+    etag, last_modified = head.headers["ETag"], head.headers["Last-Modified"]
+    since = root.server.call("GET", url, headers={"If-Modified-Since": last_modified})
+    assert (since.status, since.body, since.headers["ETag"]) == (304, b"", etag)
+    older = root.server.call("GET", url, headers={"If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+    assert (older.status, older.body) == (200, data)
+    other_tag = root.server.call("GET", url, headers={"If-None-Match": '"other"', "If-Modified-Since": last_modified})
+    assert other_tag.status == 200, "If-None-Match decides when both are sent"
+    assert root.server.call("GET", url, headers={"If-None-Match": f'"other", W/{etag}'}).status == 304
+    current = root.server.call("GET", url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert (current.status, current.body) == (206, data[:10])
+    by_date = root.server.call("GET", url, headers={"Range": "bytes=-3", "If-Range": last_modified})
+    assert (by_date.status, by_date.body) == (206, data[-3:])
+    ranged_head = root.server.call("HEAD", url, headers={"Range": "bytes=0-9,20-29"})
+    assert (ranged_head.status, ranged_head.body) == (206, b"")
+    assert ranged_head.headers["Content-Type"].startswith("multipart/byteranges; boundary=")
+    whole_multipart = root.server.call("GET", url, headers={"Range": f"bytes=0-{len(data) // 2},{len(data) // 2 + 1}-"})
+    assert [part for _, part in multipart_parts(whole_multipart.body, whole_multipart.headers["Content-Type"])] == [
+        data[: len(data) // 2 + 1],
+        data[len(data) // 2 + 1 :],
+    ], "a multipart answer larger than a read at once"
+
+
+def test_a_refused_content_request_gets_the_token_check_answer(root: Root) -> None:
+    url = content_url(root, content_files(root)[0])
+    for token in ("", "not-a-token"):
+        reply = root.server.call("GET", url, token=token)
+        assert reply.status == 401
+        assert reply.headers["WWW-Authenticate"] == 'Bearer realm="upmirror"'
+        assert b"upmirror tokens add" in reply.body
+        assert token.encode() not in reply.body or not token
+
+
 # ---- options and lifecycle ----
 
 
@@ -375,6 +420,30 @@ def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the revoked token kept working"
             time.sleep(0.2)
     assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 2
+
+
+def test_sigterm_lets_a_download_in_flight_finish(root: Root, tmp_path: Path) -> None:
+    path = content_files(root)[-1]
+    size = path.stat().st_size
+    with UpmirrorServer(root.directory, token=root.token) as server:
+        slow = subprocess.Popen(
+            [
+                "curl",
+                "--silent",
+                "--fail",
+                "--limit-rate",
+                str(max(size // 2, 1024)),  # about two seconds
+                "-H",
+                f"Authorization: Bearer {root.token}",
+                "-o",
+                str(tmp_path / "download"),
+                server.url + content_url(root, path),
+            ]
+        )
+        time.sleep(0.5)
+        assert server.stop() == 0
+        assert slow.wait(timeout=30) == 0
+    assert (tmp_path / "download").read_bytes() == path.read_bytes()
 
 
 def test_serve_refuses_a_directory_that_is_not_a_server(tmp_path: Path) -> None:

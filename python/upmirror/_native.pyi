@@ -7,6 +7,7 @@ from typing import final
 
 __version__: str
 __all__ = [
+    "ContentFront",
     "CopyReport",
     "DedupReport",
     "DigestMismatchError",
@@ -184,6 +185,24 @@ class DownloadReport:
     def bytes_reused(self) -> int: ...
     @property
     def elapsed_seconds(self) -> float: ...
+
+@final
+class ContentFront:
+    """The HTTP front of ``upmirror serve``: serves ``/Content`` from Rust on the listening socket (which it
+    duplicates) and forwards every other request to the aiohttp backend on ``backend_socket``, until ``stop()``."""
+
+    def __new__(
+        cls,
+        listening_fd: int,
+        content_dir: _StrPath,
+        backend_socket: _StrPath,
+        *,
+        anonymous_content: bool = False,
+        tls_certificate: _StrPath | None = None,
+        tls_key: _StrPath | None = None,
+    ) -> ContentFront: ...
+    def stop(self) -> None:
+        """Stops accepting connections; returns once the requests in flight finished (a few seconds at most)."""
 
 @final
 class HttpClient:

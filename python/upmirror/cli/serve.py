@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--workers",
         type=int,
-        help="processes serving the one socket (default: the CPUs available, at most 8)",
+        help="processes answering the sync protocol behind the front, which serves /Content itself "
+        "(default: the CPUs available, at most 8)",
     )
     serve.set_defaults(handler=run)
 

@@ -1,10 +1,12 @@
-"""``upmirror serve``: the sync protocol and the content directory over HTTP (aiohttp on uvloop).
+"""``upmirror serve``: the sync protocol and the content directory over HTTP.
 
-``run`` binds the listening socket, prints ``listening on http://HOST:PORT`` as its first line of output (port 0
-picks a free port, and the real one is printed), and serves it from ``workers`` processes: the first process forks
-the others, all accept from the one socket, each with its own event loop, store connections and token cache (a
-Python event loop is bound to one core; content serving wants them all). SIGTERM or SIGINT stops every worker
-gracefully: open requests finish, then the processes exit.
+``run`` binds the listening socket and prints ``listening on http://HOST:PORT`` as its first line of output (port 0
+picks a free port, and the real one is printed). Every connection is accepted by the Rust front
+(``ContentFront``, rust/core/src/front), which answers ``/Content`` itself and forwards everything else to the aiohttp
+application (aiohttp on uvloop, app.py). That application listens on a Unix socket in a private directory only the
+front uses, served by ``workers`` processes: the first process forks the others before any thread exists, then
+starts the front and the synchronization schedule. TLS, when configured, ends at the front. SIGTERM or SIGINT stops
+everything gracefully: the front stops accepting and lets requests in flight finish, then the workers exit.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
+from upmirror._native import ContentFront
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import build_app
@@ -55,23 +61,49 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
     return context
 
 
+def start_front(
+    directory: ServerDirectory, options: Options, listening: socket.socket, backend: socket.socket
+) -> ContentFront:
+    """The Rust front on the public socket, forwarding to the backend socket; TLS ends here when configured."""
+    tls = options.server.tls_certificate
+    try:
+        return ContentFront(
+            listening.fileno(),
+            directory.content_dir(options),
+            backend.getsockname(),
+            anonymous_content=options.server.anonymous_content,
+            tls_certificate=tls or None,
+            tls_key=options.server.tls_key if tls else None,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
 async def serve(
-    directory: ServerDirectory, options: Options, listening: socket.socket, *, scheduler: bool = False
+    directory: ServerDirectory,
+    options: Options,
+    backend: socket.socket,
+    front: Callable[[], ContentFront] | None = None,
 ) -> None:
-    """Serves on an already bound socket until SIGTERM or SIGINT; ``scheduler`` also runs the automatic
-    synchronization schedule (in one process only)."""
+    """Serves the application on the bound backend socket until SIGTERM or SIGINT. ``front`` (in one process only)
+    starts the front once the backend answers, and the automatic synchronization schedule runs beside it."""
     app = build_app(directory, options)
-    if scheduler:
+    if front is not None:
         app.cleanup_ctx.append(run_scheduler(directory))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.SockSite(runner, listening, backlog=BACKLOG, ssl_context=tls_context(options)).start()
+        await web.SockSite(runner, backend, backlog=BACKLOG).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
-        await stop.wait()
+        running = front() if front is not None else None
+        try:
+            await stop.wait()
+        finally:
+            if running is not None:  # the backend keeps answering while the front's requests finish
+                await loop.run_in_executor(None, running.stop)
     finally:
         await runner.cleanup()
 
@@ -95,6 +127,15 @@ def stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def bind_backend(private: Path) -> socket.socket:
+    """The aiohttp workers' socket: a Unix socket in a directory only this user can enter."""
+    backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    backend.bind(str(private / "backend.sock"))
+    backend.listen(BACKLOG)
+    backend.setblocking(False)
+    return backend
+
+
 def run(directory: ServerDirectory, options: Options, host: str, port: int, workers: int = 1) -> None:
     # Open (and migrate) the store once before the workers exist: a bad store fails here, and no two workers race
     # to migrate it.
@@ -102,10 +143,11 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     tls_context(options)  # a bad certificate or key fails here, before anything listens
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.create_server((host, port), family=family, backlog=BACKLOG)
-    listening.setblocking(False)
     url = url_of(host, listening.getsockname()[1], tls=bool(options.server.tls_certificate))
     print(f"listening on {url}", flush=True)
     sys.stderr.flush()
+    private = Path(tempfile.mkdtemp(prefix="upmirror-serve-"))
+    backend = bind_backend(private)
     children = []
     parent = os.getpid()
     for _ in range(workers - 1):
@@ -114,7 +156,8 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
             code = 0
             try:
                 stop_with_parent(parent)
-                uvloop.run(serve(directory, options, listening))
+                listening.close()
+                uvloop.run(serve(directory, options, backend))
             except BaseException:  # a worker reports and exits; the first one carries on
                 import traceback  # noqa: PLC0415
 
@@ -124,7 +167,7 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
                 os._exit(code)
         children.append(pid)
     try:
-        uvloop.run(serve(directory, options, listening, scheduler=True))
+        uvloop.run(serve(directory, options, backend, lambda: start_front(directory, options, listening, backend)))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -132,3 +175,5 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
         for pid in children:
             os.waitpid(pid, 0)
         listening.close()
+        backend.close()
+        shutil.rmtree(private, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""The aiohttp application of ``upmirror serve``: the sync protocol of DESIGN.md for downstream servers, and the
-content directory.
+"""The aiohttp application of ``upmirror serve``, behind its Rust front: the sync protocol of DESIGN.md for
+downstream servers, the client and admin APIs, and the token check of ``/Content`` (which the front serves itself).
 
 Every protocol request needs a downstream's bearer token; so does ``/Content`` unless the administrator opened content
-to anonymous clients (``server.anonymous_content``). Store queries run on a small pool of threads, each with its own
+to anonymous clients (``server.anonymous_content``): the front asks ``GET /api/v1/content-access`` with the client's
+Authorization header and serves the file on 204. Store queries run on a small pool of threads, each with its own
 SQLite connection, so a long listing never stalls file transfers on the event loop. Listings are encoded page by page
 into a spooled temporary file and streamed from there, so memory does not grow with the catalog.
 
@@ -46,15 +47,14 @@ from upmirror.model import (
 )
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.admin import Admin
-from upmirror.server.content import ContentFiles
 from upmirror.store import Listing, Store, TokenRole
 
 MAX_BODY: Final = 16 << 20
 STORE_THREADS: Final = 4
 SPOOL_IN_MEMORY: Final = 4 << 20
 STREAM_CHUNK: Final = 256 << 10
-# A token checked valid is trusted this long without asking the store again, so /Content costs no query per file;
-# a revoked token stops working within this time.
+# A token checked valid is trusted this long without asking the store again; a revoked token stops working within
+# this time. (The front caches its content-access answers as long: TOKEN_CACHE in rust/core/src/front/backend.rs.)
 TOKEN_CACHE_SECONDS: Final = 5.0
 
 log = logging.getLogger("upmirror.server")
@@ -288,19 +288,23 @@ class Tokens:
         return True
 
 
+async def content_access(_: web.Request) -> web.Response:
+    """The front's question before it serves /Content (ACCESS_PATH in rust/core/src/front/backend.rs): 204 when the
+    request's token may read content; the guard answers 401 otherwise."""
+    return web.Response(status=204)
+
+
 def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     stores = StoreThreads(directory.database_path)
     protocol = Protocol(stores, options)
     tokens = Tokens(stores)
-    content = ContentFiles(directory.content_dir(options))
 
-    def guarded(handler: Handler, *, protected: bool = True, role: TokenRole = "downstream") -> Handler:
+    def guarded(handler: Handler, *, role: TokenRole = "downstream") -> Handler:
         """The handler behind the token check, with bad input mapped to 400 and anything unexpected to a 500 that
-        names an incident in the log instead of showing a traceback. (A wrapper per route rather than a middleware,
-        which would cost every /Content request an extra coroutine.)"""
+        names an incident in the log instead of showing a traceback."""
 
         async def guard(request: web.Request) -> web.StreamResponse:
-            if protected and not tokens.is_known_valid(request, role) and not await tokens.is_valid(request, role):
+            if not tokens.is_known_valid(request, role) and not await tokens.is_valid(request, role):
                 advice = "`upmirror tokens add NAME --admin`" if role == "admin" else "`upmirror tokens add NAME`"
                 raise web.HTTPUnauthorized(
                     headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
@@ -326,10 +330,7 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     app.router.add_post("/api/v1/updates", guarded(protocol.updates))
     app.router.add_post("/api/v1/approvals", guarded(protocol.approvals))
     app.router.add_post("/api/v1/drivers", guarded(protocol.drivers))
-    # GET also answers HEAD.
-    app.router.add_get(
-        "/Content/{folder}/{name}", guarded(content.handle, protected=not options.server.anonymous_content)
-    )
+    app.router.add_get("/api/v1/content-access", guarded(content_access))
 
     clients = Clients(stores)
     app.router.add_post("/api/v1/client/inventory", guarded(clients.inventory))

@@ -12,6 +12,7 @@ mod copy;
 mod dedup;
 mod errors;
 mod fetch;
+mod front;
 mod hash;
 mod http;
 mod progress;
@@ -30,5 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     copy::register(m)?;
     verify::register(m)?;
     dedup::register(m)?;
+    front::register(m)?;
     Ok(())
 }

@@ -1,0 +1,328 @@
+//! `/Content/<XX>/<SHA-1><ext>` answered by the front itself: the path is read through the one layout parser
+//! (`ContentName`, never joined raw), validators (ETag, Last-Modified) and conditional requests (If-None-Match,
+//! If-Modified-Since, If-Range) are checked, one range is a plain 206, several are `multipart/byteranges`, and an
+//! unsatisfiable or malformed range is a 416 with a one-line message. A body up to 64 KiB is read with one pread and
+//! leaves with the headers; a larger one is sent as slices of a memory map, which borrow the page cache instead of
+//! copying the file through a buffer.
+
+use std::collections::VecDeque;
+use std::fs::{File, Metadata};
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use memmap2::Mmap;
+
+use super::{BoxError, FrontBody, message};
+use crate::store::ContentName;
+
+/// The most ranges one request may ask for.
+pub const MAX_RANGES: usize = 64;
+/// Responses up to this size are read with one pread and sent with their headers.
+pub const SMALL_BODY: u64 = 64 << 10;
+/// Larger bodies leave as memory-mapped slices of this size.
+const MAPPED_SLICE: usize = 4 << 20;
+/// The latest date an HTTP date can spell (9999-12-31T23:59:59Z).
+const LAST_HTTP_DATE: i64 = 253_402_300_799;
+
+/// Why a Range header cannot be served (answered with 416 and this message).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnsatisfiableRange(pub String);
+
+/// The satisfiable byte ranges of a Range header as (start, end exclusive); `Ok(None)` when the header is not a
+/// bytes range at all (then the whole file is sent). An error when it is malformed or nothing in it can be
+/// satisfied.
+pub fn parse_ranges(header: &str, size: u64) -> Result<Option<Vec<(u64, u64)>>, UnsatisfiableRange> {
+    let (unit, specs) = header.split_once('=').unwrap_or((header, ""));
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = specs.split(',').map(str::trim).filter(|spec| !spec.is_empty()).collect();
+    if parts.is_empty() {
+        return Err(UnsatisfiableRange("empty byte range set".into()));
+    }
+    if parts.len() > MAX_RANGES {
+        return Err(UnsatisfiableRange(format!("more than {MAX_RANGES} ranges in one request")));
+    }
+    let number = |digits: &str| -> Option<Option<u64>> {
+        if digits.is_empty() {
+            Some(None)
+        } else if digits.bytes().all(|b| b.is_ascii_digit()) {
+            Some(Some(digits.parse().unwrap_or(u64::MAX))) // only too many digits fail: past any file's end
+        } else {
+            None
+        }
+    };
+    let mut ranges = Vec::with_capacity(parts.len());
+    for spec in parts {
+        let malformed = || UnsatisfiableRange(format!("malformed range {spec:?}"));
+        let (first, last) = spec.split_once('-').ok_or_else(malformed)?;
+        let (first, last) = (number(first).ok_or_else(malformed)?, number(last).ok_or_else(malformed)?);
+        let (start, end) = match (first, last) {
+            (None, None | Some(0)) => return Err(malformed()),
+            (None, Some(suffix)) => (size.saturating_sub(suffix), size),
+            (Some(start), Some(last)) if last < start => return Err(malformed()),
+            (Some(start), last) => (start, last.map_or(size, |last| size.min(last.saturating_add(1)))),
+        };
+        if start < size {
+            ranges.push((start, end));
+        }
+    }
+    if ranges.is_empty() {
+        return Err(UnsatisfiableRange(format!("no range within the file's {size} bytes")));
+    }
+    Ok(Some(ranges))
+}
+
+/// The content directory the front serves.
+pub struct ContentFiles {
+    root: PathBuf,
+}
+
+impl ContentFiles {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ContentFiles { root: root.into() }
+    }
+
+    /// The answer to a GET or HEAD of `relative` (the request path after `/Content/`).
+    pub fn answer(&self, method: &Method, relative: &str, headers: &HeaderMap) -> Response<FrontBody> {
+        let Ok(name) = ContentName::parse_relative(relative) else {
+            return message(StatusCode::NOT_FOUND, &format!("{relative:?} is not the name of a content file"));
+        };
+        let relative = name.relative_path();
+        let missing = || message(StatusCode::NOT_FOUND, &format!("no content file {relative}"));
+        let file = match File::open(self.root.join(&relative)) {
+            Ok(file) => file,
+            Err(error) if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return missing(),
+            Err(error) => return failure(&error),
+        };
+        match file.metadata() {
+            Ok(metadata) if metadata.is_file() => answer_file(method, &file, &metadata, headers),
+            Ok(_) => missing(),
+            Err(error) => failure(&error),
+        }
+    }
+}
+
+fn failure(error: &dyn std::error::Error) -> Response<FrontBody> {
+    message(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot read the content file: {error}"))
+}
+
+/// A validator pair of a file: its ETag (`"<mtime ns hex>-<size hex>"`) and Last-Modified date.
+fn validators(metadata: &Metadata) -> (String, String) {
+    let nanoseconds = i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec());
+    let sign = if nanoseconds < 0 { "-" } else { "" };
+    let etag = format!("\"{sign}{:x}-{:x}\"", nanoseconds.unsigned_abs(), metadata.size());
+    let seconds = metadata.mtime().clamp(0, LAST_HTTP_DATE).unsigned_abs();
+    (etag, httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(seconds)))
+}
+
+fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+fn answer_file(method: &Method, file: &File, metadata: &Metadata, request: &HeaderMap) -> Response<FrontBody> {
+    let size = metadata.size();
+    let (etag, last_modified) = validators(metadata);
+    let mut response = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    if let Some(if_none_match) = text(request, header::IF_NONE_MATCH) {
+        let mut tags = if_none_match.split(',').map(|tag| tag.trim().trim_start_matches("W/"));
+        if tags.any(|tag| tag == etag || tag == "*") {
+            return empty(response.status(StatusCode::NOT_MODIFIED));
+        }
+    } else if let Some(since) =
+        text(request, header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(&v).ok())
+    {
+        let since =
+            since.duration_since(UNIX_EPOCH).map_or(i64::MIN, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if metadata.mtime() <= since {
+            return empty(response.status(StatusCode::NOT_MODIFIED));
+        }
+    }
+    let whole = vec![(0, size, Bytes::new())];
+    let if_range = text(request, header::IF_RANGE);
+    let range = text(request, header::RANGE)
+        .filter(|_| if_range.as_ref().is_none_or(|tag| *tag == etag || *tag == last_modified)); // else stale
+    let ranges = match range.map(|range| parse_ranges(&range, size)) {
+        None | Some(Ok(None)) => return send_parts(method, file, response, whole, Bytes::new()),
+        Some(Ok(Some(ranges))) => ranges,
+        Some(Err(UnsatisfiableRange(reason))) => {
+            let mut refused = message(StatusCode::RANGE_NOT_SATISFIABLE, &reason);
+            let content_range = HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII");
+            refused.headers_mut().insert(header::CONTENT_RANGE, content_range);
+            return refused;
+        }
+    };
+    response = response.status(StatusCode::PARTIAL_CONTENT);
+    if let [(start, end)] = ranges[..] {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1));
+        return send_parts(method, file, response, vec![(start, end, Bytes::new())], Bytes::new());
+    }
+    let boundary = format!("{:032x}", rand::random::<u128>());
+    let parts = ranges
+        .into_iter()
+        .map(|(start, end)| {
+            let head = format!(
+                "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {start}-{}/{size}\r\n\r\n",
+                end - 1
+            );
+            (start, end, Bytes::from(head))
+        })
+        .collect();
+    let content_type = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")).expect("ASCII");
+    if let Some(headers) = response.headers_mut() {
+        headers.insert(header::CONTENT_TYPE, content_type); // replaces application/octet-stream
+    }
+    send_parts(method, file, response, parts, Bytes::from(format!("\r\n--{boundary}--\r\n")))
+}
+
+fn empty(response: hyper::http::response::Builder) -> Response<FrontBody> {
+    response.body(Pieces::default().boxed_unsync()).expect("valid headers")
+}
+
+/// Sends (start, end, head) parts of the file, each head followed by the file's bytes, then `tail`.
+fn send_parts(
+    method: &Method,
+    file: &File,
+    mut response: hyper::http::response::Builder,
+    parts: Vec<(u64, u64, Bytes)>,
+    tail: Bytes,
+) -> Response<FrontBody> {
+    let length =
+        parts.iter().map(|(start, end, head)| head.len() as u64 + end - start).sum::<u64>() + tail.len() as u64;
+    response = response.header(header::CONTENT_LENGTH, length);
+    if method == Method::HEAD {
+        return empty(response);
+    }
+    let body = if length <= SMALL_BODY { read_parts(file, &parts, &tail) } else { map_parts(file, parts, tail) };
+    match body {
+        Ok(body) => response.body(body.boxed_unsync()).expect("valid headers"),
+        Err(error) => failure(&error),
+    }
+}
+
+/// A small body read at once: one buffer, one write with the headers.
+fn read_parts(file: &File, parts: &[(u64, u64, Bytes)], tail: &Bytes) -> std::io::Result<Pieces> {
+    let mut body = Vec::with_capacity(SMALL_BODY as usize);
+    for (start, end, head) in parts {
+        body.extend_from_slice(head);
+        let from = body.len();
+        body.resize(from + (end - start) as usize, 0);
+        file.read_exact_at(&mut body[from..], *start)?;
+    }
+    body.extend_from_slice(tail);
+    Ok(Pieces::from(vec![Bytes::from(body)]))
+}
+
+/// A large body as slices of a memory map of the file: the socket writes read the page cache directly.
+fn map_parts(file: &File, parts: Vec<(u64, u64, Bytes)>, tail: Bytes) -> std::io::Result<Pieces> {
+    // SAFETY: content files are never written in place (they are placed whole by rename and removed by unlink),
+    // so the mapping's bytes cannot change under the slices that borrow it.
+    let map = unsafe { Mmap::map(file) }?;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let whole = Bytes::from_owner(map);
+    let mut pieces = Vec::new();
+    for (start, end, head) in parts {
+        if end > whole.len() as u64 {
+            return Err(std::io::Error::other("the file shrank while it was opened"));
+        }
+        if !head.is_empty() {
+            pieces.push(head);
+        }
+        let mut at = start as usize;
+        while at < end as usize {
+            let next = (end as usize).min(at + MAPPED_SLICE);
+            pieces.push(whole.slice(at..next));
+            at = next;
+        }
+    }
+    if !tail.is_empty() {
+        pieces.push(tail);
+    }
+    Ok(Pieces::from(pieces))
+}
+
+/// A body of byte pieces known in advance, sent in order.
+#[derive(Default)]
+pub struct Pieces {
+    pieces: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl From<Vec<Bytes>> for Pieces {
+    fn from(pieces: Vec<Bytes>) -> Self {
+        let remaining = pieces.iter().map(|piece| piece.len() as u64).sum();
+        Pieces { pieces: pieces.into(), remaining }
+    }
+}
+
+impl Body for Pieces {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(piece) = &piece {
+            self.remaining -= piece.len() as u64;
+        }
+        Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(header: &str, size: u64) -> Result<Option<Vec<(u64, u64)>>, UnsatisfiableRange> {
+        parse_ranges(header, size)
+    }
+
+    #[test]
+    fn single_suffix_and_open_ranges() {
+        assert_eq!(ranges("bytes=100-999", 5000), Ok(Some(vec![(100, 1000)])));
+        assert_eq!(ranges("bytes=-500", 5000), Ok(Some(vec![(4500, 5000)])));
+        assert_eq!(ranges("bytes=-9000", 5000), Ok(Some(vec![(0, 5000)])));
+        assert_eq!(ranges("bytes=4990-", 5000), Ok(Some(vec![(4990, 5000)])));
+        assert_eq!(ranges("bytes=10-99999999999999999999999", 5000), Ok(Some(vec![(10, 5000)])));
+        assert_eq!(ranges(" Bytes = 0-0 , ,1-1", 5), Ok(Some(vec![(0, 1), (1, 2)])));
+    }
+
+    #[test]
+    fn other_units_mean_the_whole_file() {
+        assert_eq!(ranges("items=0-5", 5000), Ok(None));
+        assert_eq!(ranges("nonsense", 5000), Ok(None));
+    }
+
+    #[test]
+    fn unsatisfiable_and_malformed_ranges_are_refused() {
+        for bad in ["bytes=", "bytes=,", "bytes=5", "bytes=-", "bytes=-0", "bytes=9-3", "bytes=a-3", "bytes=+1-2"] {
+            assert!(ranges(bad, 5000).is_err(), "{bad}");
+        }
+        assert!(ranges("bytes=5000-", 5000).is_err());
+        assert!(ranges("bytes=0-1", 0).is_err());
+        let many = format!("bytes={}", vec!["0-1"; MAX_RANGES + 1].join(","));
+        assert!(ranges(&many, 5000).is_err());
+        let most = format!("bytes={}", vec!["0-1"; MAX_RANGES].join(","));
+        assert_eq!(ranges(&most, 5000).map(|r| r.map(|r| r.len())), Ok(Some(MAX_RANGES)));
+    }
+}
