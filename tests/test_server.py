@@ -440,10 +440,43 @@ def test_sigterm_lets_a_download_in_flight_finish(root: Root, tmp_path: Path) ->
                 server.url + content_url(root, path),
             ]
         )
-        time.sleep(0.5)
+        wait_for_bytes(tmp_path / "download", slow)
         assert server.stop() == 0
         assert slow.wait(timeout=30) == 0
     assert (tmp_path / "download").read_bytes() == path.read_bytes()
+
+
+def wait_for_bytes(path: Path, download: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Returns once ``path`` holds some bytes (the transfer has begun); fails if it never does."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size > 0):
+        assert download.poll() is None, "the download ended before it began"
+        assert time.monotonic() < deadline, "the download did not begin"
+        time.sleep(0.01)
+
+
+def test_a_file_truncated_while_it_is_sent_fails_that_response_only(root: Root, tmp_path: Path) -> None:
+    data = bytes(range(256)) * (32 << 12)  # 8 MiB
+    relative = content_relative_path(hashlib.sha1(data).hexdigest(), ".cab")
+    path = root.directory / "content" / relative
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    url = root.server.url + "/Content/" + relative
+    authorization = f"Authorization: Bearer {root.token}"
+    slow = subprocess.Popen(
+        ["curl", "--silent", "--limit-rate", "1M", "-H", authorization, "-o", str(tmp_path / "download"), url]
+    )
+    try:
+        wait_for_bytes(tmp_path / "download", slow)
+        path.write_bytes(b"")  # truncated in place, as no part of upmirror ever does
+        assert slow.wait(timeout=30) == 18, "curl reports a transfer that ended short of its length"
+    finally:
+        slow.kill()
+        path.unlink()
+    assert (tmp_path / "download").stat().st_size < len(data)
+    other = content_files(root)[1]
+    reply = root.server.call("GET", content_url(root, other))
+    assert (reply.status, reply.body) == (200, other.read_bytes()), "the server lives on"
 
 
 def test_serve_refuses_a_directory_that_is_not_a_server(tmp_path: Path) -> None:

@@ -2,10 +2,13 @@
 //! (`ContentName`, never joined raw), validators (ETag, Last-Modified) and conditional requests (If-None-Match,
 //! If-Modified-Since, If-Range) are checked, one range is a plain 206, several are `multipart/byteranges`, and an
 //! unsatisfiable or malformed range is a 416 with a one-line message. A body up to 64 KiB is read with one pread and
-//! leaves with the headers; a larger one is sent as slices of a memory map, which borrow the page cache instead of
-//! copying the file through a buffer.
+//! leaves with the headers; a larger one is read a piece at a time on the blocking pool, the next piece while the
+//! current one is sent. (Not a memory map, which would spare one copy: a file truncated under a map, or a disk read
+//! failing, would kill the whole server with SIGBUS, where a read fails this one response.)
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
 use std::fs::{File, Metadata};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -19,7 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use memmap2::Mmap;
+use tokio::task::JoinHandle;
 
 use super::{BoxError, FrontBody, message};
 use crate::store::ContentName;
@@ -28,8 +31,8 @@ use crate::store::ContentName;
 pub const MAX_RANGES: usize = 64;
 /// Responses up to this size are read with one pread and sent with their headers.
 pub const SMALL_BODY: u64 = 64 << 10;
-/// Larger bodies leave as memory-mapped slices of this size.
-const MAPPED_SLICE: usize = 4 << 20;
+/// Larger bodies are read and sent in pieces of this size.
+const READ_PIECE: u64 = 1 << 20;
 /// The latest date an HTTP date can spell (9999-12-31T23:59:59Z).
 const LAST_HTTP_DATE: i64 = 253_402_300_799;
 
@@ -206,8 +209,13 @@ fn send_parts(
     if method == Method::HEAD {
         return empty(response);
     }
-    let body = if length <= SMALL_BODY { read_parts(file, &parts, &tail) } else { map_parts(file, parts, tail) };
-    match body {
+    if length > SMALL_BODY {
+        return match file.try_clone() {
+            Ok(file) => response.body(FileBody::new(file, parts, tail).boxed_unsync()).expect("valid headers"),
+            Err(error) => failure(&error),
+        };
+    }
+    match read_parts(file, &parts, &tail) {
         Ok(body) => response.body(body.boxed_unsync()).expect("valid headers"),
         Err(error) => failure(&error),
     }
@@ -226,32 +234,111 @@ fn read_parts(file: &File, parts: &[(u64, u64, Bytes)], tail: &Bytes) -> std::io
     Ok(Pieces::from(vec![Bytes::from(body)]))
 }
 
-/// A large body as slices of a memory map of the file: the socket writes read the page cache directly.
-fn map_parts(file: &File, parts: Vec<(u64, u64, Bytes)>, tail: Bytes) -> std::io::Result<Pieces> {
-    // SAFETY: content files are never written in place (they are placed whole by rename and removed by unlink),
-    // so the mapping's bytes cannot change under the slices that borrow it.
-    let map = unsafe { Mmap::map(file) }?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let whole = Bytes::from_owner(map);
-    let mut pieces = Vec::new();
-    for (start, end, head) in parts {
-        if end > whole.len() as u64 {
-            return Err(std::io::Error::other("the file shrank while it was opened"));
+/// A large body: heads and tails as they are, the file's ranges read a piece at a time off the event loop, one piece
+/// ahead of the socket.
+pub struct FileBody {
+    file: Arc<File>,
+    segments: VecDeque<Segment>,
+    /// The piece being read: it comes before everything still in `segments`.
+    reading: Option<JoinHandle<std::io::Result<Bytes>>>,
+    remaining: u64,
+}
+
+enum Segment {
+    Bytes(Bytes),
+    File { start: u64, end: u64 },
+}
+
+impl FileBody {
+    fn new(file: File, parts: Vec<(u64, u64, Bytes)>, tail: Bytes) -> Self {
+        let mut segments = VecDeque::new();
+        let mut remaining = tail.len() as u64;
+        for (start, end, head) in parts {
+            remaining += head.len() as u64 + end - start;
+            if !head.is_empty() {
+                segments.push_back(Segment::Bytes(head));
+            }
+            if end > start {
+                segments.push_back(Segment::File { start, end });
+            }
         }
-        if !head.is_empty() {
-            pieces.push(head);
+        if !tail.is_empty() {
+            segments.push_back(Segment::Bytes(tail));
         }
-        let mut at = start as usize;
-        while at < end as usize {
-            let next = (end as usize).min(at + MAPPED_SLICE);
-            pieces.push(whole.slice(at..next));
-            at = next;
+        FileBody { file: Arc::new(file), segments, reading: None, remaining }
+    }
+
+    /// Starts reading the next piece when the next segment is the file's.
+    fn read_ahead(&mut self) {
+        if self.reading.is_some() {
+            return;
+        }
+        let Some(Segment::File { start, end }) = self.segments.front_mut() else { return };
+        let at = *start;
+        let length = (*end - at).min(READ_PIECE) as usize;
+        *start += length as u64;
+        if *start == *end {
+            self.segments.pop_front();
+        }
+        let file = self.file.clone();
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            let mut piece = vec![0; length];
+            file.read_exact_at(&mut piece, at).map_err(|error| match error.kind() {
+                ErrorKind::UnexpectedEof => std::io::Error::other("the file shrank while it was sent"),
+                _ => error,
+            })?;
+            Ok(Bytes::from(piece))
+        }));
+    }
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(reading) = self.reading.as_mut() {
+                let read = std::task::ready!(Pin::new(reading).poll(cx));
+                self.reading = None;
+                let piece = match read {
+                    Ok(Ok(piece)) => piece,
+                    Ok(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+                    Err(join) => return Poll::Ready(Some(Err(join.into()))),
+                };
+                self.remaining -= piece.len() as u64;
+                self.read_ahead();
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            match self.segments.front() {
+                None => return Poll::Ready(None),
+                Some(Segment::File { .. }) => self.read_ahead(),
+                Some(Segment::Bytes(_)) => {
+                    let Some(Segment::Bytes(bytes)) = self.segments.pop_front() else { unreachable!() };
+                    self.remaining -= bytes.len() as u64;
+                    self.read_ahead();
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+            }
         }
     }
-    if !tail.is_empty() {
-        pieces.push(tail);
+
+    fn is_end_stream(&self) -> bool {
+        self.reading.is_none() && self.segments.is_empty()
     }
-    Ok(Pieces::from(pieces))
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        // A client that went away: the piece being read is not wanted.
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
+        }
+    }
 }
 
 /// A body of byte pieces known in advance, sent in order.
