@@ -7,13 +7,13 @@
 //! failing, would kill the whole server with SIGBUS, where a read fails this one response.)
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::sync::Arc;
 use std::fs::{File, Metadata};
+use std::future::Future;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
