@@ -412,11 +412,13 @@ def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
     listed = upmirror("tokens", "list", "--dir", tmp_path)
     assert listed.stdout.startswith("branch\t")
     assert token not in listed.stdout
+    absent = "/Content/00/" + "0" * 40 + ".cab"  # a layout name: found or not, only after the token check
     with UpmirrorServer(tmp_path, token=token) as server:
         assert server.call("GET", "/api/v1/server").status == 200
+        assert server.call("GET", absent).status == 404
         assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 0
         deadline = time.monotonic() + 20
-        while server.call("GET", "/api/v1/server").status != 401:
+        while server.call("GET", "/api/v1/server").status != 401 or server.call("GET", absent).status != 401:
             assert time.monotonic() < deadline, "the revoked token kept working"
             time.sleep(0.2)
     assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 2

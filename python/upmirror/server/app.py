@@ -270,13 +270,15 @@ class Tokens:
         header = request.headers.get(hdrs.AUTHORIZATION)
         return header is not None and self.valid_until.get((header, role), 0.0) > time.monotonic()
 
-    async def is_valid(self, request: web.Request, role: TokenRole) -> bool:
+    async def is_valid(self, request: web.Request, role: TokenRole, *, cached: bool = True) -> bool:
+        """Whether the request's token is valid for ``role``; ``cached=False`` asks the store even when the token
+        was found valid a moment ago."""
         header = request.headers.get(hdrs.AUTHORIZATION, "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
         now = time.monotonic()
-        if self.valid_until.get((header, role), 0.0) > now:
+        if cached and self.valid_until.get((header, role), 0.0) > now:
             return True
         found = await self.stores.run(lambda store: store.token_role(token.strip()))
         if found is None or (role == "admin" and found != "admin"):
@@ -290,7 +292,8 @@ class Tokens:
 
 async def content_access(_: web.Request) -> web.Response:
     """The front's question before it serves /Content (ACCESS_PATH in rust/core/src/front/backend.rs): 204 when the
-    request's token may read content; the guard answers 401 otherwise."""
+    request's token may read content; the guard answers 401 otherwise. The guard asks the store every time: the front
+    caches the answer, and a second cache here would double the time a revoked token keeps working."""
     return web.Response(status=204)
 
 
@@ -299,12 +302,14 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     protocol = Protocol(stores, options)
     tokens = Tokens(stores)
 
-    def guarded(handler: Handler, *, role: TokenRole = "downstream") -> Handler:
-        """The handler behind the token check, with bad input mapped to 400 and anything unexpected to a 500 that
-        names an incident in the log instead of showing a traceback."""
+    def guarded(handler: Handler, *, role: TokenRole = "downstream", cached: bool = True) -> Handler:
+        """The handler behind the token check (``cached``: a token found valid moments ago is trusted without a
+        query), with bad input mapped to 400 and anything unexpected to a 500 that names an incident in the log
+        instead of showing a traceback."""
 
         async def guard(request: web.Request) -> web.StreamResponse:
-            if not tokens.is_known_valid(request, role) and not await tokens.is_valid(request, role):
+            known = cached and tokens.is_known_valid(request, role)
+            if not known and not await tokens.is_valid(request, role, cached=cached):
                 advice = "`upmirror tokens add NAME --admin`" if role == "admin" else "`upmirror tokens add NAME`"
                 raise web.HTTPUnauthorized(
                     headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
@@ -330,7 +335,7 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     app.router.add_post("/api/v1/updates", guarded(protocol.updates))
     app.router.add_post("/api/v1/approvals", guarded(protocol.approvals))
     app.router.add_post("/api/v1/drivers", guarded(protocol.drivers))
-    app.router.add_get("/api/v1/content-access", guarded(content_access))
+    app.router.add_get("/api/v1/content-access", guarded(content_access, cached=False))
 
     clients = Clients(stores)
     app.router.add_post("/api/v1/client/inventory", guarded(clients.inventory))
