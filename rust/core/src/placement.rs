@@ -118,3 +118,59 @@ fn place_batches(disk: &FilesystemFlush, mut receiver: mpsc::Receiver<Message>, 
     // The renames of the last batch.
     if placed_any { disk.flush() } else { Ok(()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(root: &Path, name: &str, journal: bool) -> Verified {
+        let part = root.join(".partial").join(format!("{name}.part"));
+        fs::write(&part, name).unwrap();
+        let journal = journal.then(|| {
+            let path = root.join(".partial").join(format!("{name}.part.journal"));
+            fs::write(&path, b"journal").unwrap();
+            path
+        });
+        Verified { part, final_path: root.join("AB").join(name), journal }
+    }
+
+    #[test]
+    fn every_file_handed_over_is_in_place_when_finish_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(".partial")).unwrap();
+        let progress = Arc::new(Progress::new());
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let seen = errors.clone();
+        let placer = Placer::start(dir.path(), progress.clone(), move |e| seen.lock().unwrap().push(e.to_string()));
+        let files: Vec<Verified> = (0..100).map(|i| verified(dir.path(), &format!("f{i}"), i % 10 == 0)).collect();
+        crate::http::runtime().block_on(async {
+            for file in files {
+                assert!(placer.place(file).await);
+            }
+        });
+        placer.finish();
+        assert!(errors.lock().unwrap().is_empty());
+        assert_eq!(progress.snapshot().files_done, 100);
+        for i in 0..100 {
+            assert_eq!(fs::read(dir.path().join("AB").join(format!("f{i}"))).unwrap(), format!("f{i}").as_bytes());
+        }
+        assert_eq!(fs::read_dir(dir.path().join(".partial")).unwrap().count(), 0, "parts and journals are gone");
+    }
+
+    #[test]
+    fn a_failed_placement_is_reported_and_nothing_more_is_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(".partial")).unwrap();
+        fs::write(dir.path().join("AB"), b"a file where the folder should be").unwrap();
+        let progress = Arc::new(Progress::new());
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let seen = errors.clone();
+        let placer = Placer::start(dir.path(), progress.clone(), move |e| seen.lock().unwrap().push(e.to_string()));
+        let file = verified(dir.path(), "f0", false);
+        crate::http::runtime().block_on(placer.place(file));
+        placer.finish();
+        assert_eq!(errors.lock().unwrap().len(), 1, "the first error is reported once");
+        assert_eq!(progress.snapshot().files_done, 0);
+        assert!(dir.path().join(".partial/f0.part").exists(), "the verified part stays for the next run");
+    }
+}
