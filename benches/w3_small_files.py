@@ -9,7 +9,6 @@ tmpfs, /dev/shm, for every contender). Its peak RSS for the run is printed as a 
 from __future__ import annotations
 
 import math
-import os
 import random
 import resource
 import shutil
@@ -37,13 +36,24 @@ def make_files(folder: Path, count: int, seed: int) -> int:
     return total
 
 
+# Runs a command and prints its peak RSS in KiB. A child's ru_maxrss starts from its parent's RSS at fork, so the
+# command is started by this small interpreter rather than by the (possibly large) benchmark process.
+MEASURE_RSS = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "print(usage.ru_maxrss if status == 0 else -status)\n"
+)
+
+
 def peak_rss_mib(command: list[str]) -> float:
     """Runs a command and returns its peak resident memory."""
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{command[:3]} failed with status {status}")
-    return usage.ru_maxrss / 1024
+    measured = int(
+        subprocess.run([sys.executable, "-c", MEASURE_RSS, *command], capture_output=True, check=True).stdout
+    )
+    if measured < 0:
+        raise SystemExit(f"{command[:3]} failed with status {-measured}")
+    return measured / 1024
 
 
 def run(quick: bool) -> Report:
