@@ -471,7 +471,7 @@ def test_a_file_truncated_while_it_is_sent_fails_that_response_only(root: Root, 
     try:
         wait_for_bytes(tmp_path / "download", slow)
         path.write_bytes(b"")  # truncated in place, as no part of upmirror ever does
-        assert slow.wait(timeout=30) == 18, "curl reports a transfer that ended short of its length"
+        assert slow.wait(timeout=30) in (18, 56), "curl reports a transfer cut short (partial file, or a reset)"
     finally:
         slow.kill()
         path.unlink()
