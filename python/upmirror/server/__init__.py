@@ -47,18 +47,19 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
-def tls_context(options: Options) -> ssl.SSLContext | None:
-    """The server's TLS context from its certificate and key files, or None for plain HTTP."""
+def check_tls_files(options: Options) -> None:
+    """Refuses a certificate and key that do not load, before anything listens. (TLS itself ends at the Rust front,
+    which starts only after the workers exist; a bad file found there would surface after "listening on".)"""
     if not options.server.tls_certificate:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        return
     try:
-        context.load_cert_chain(options.server.tls_certificate, options.server.tls_key)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            options.server.tls_certificate, options.server.tls_key
+        )
     except (OSError, ssl.SSLError) as error:
         raise InputError(
             f"cannot use server.tls_certificate {options.server.tls_certificate!r} with server.tls_key: {error}"
         ) from None
-    return context
 
 
 def start_front(
@@ -140,7 +141,7 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     # Open (and migrate) the store once before the workers exist: a bad store fails here, and no two workers race
     # to migrate it.
     Store.open(directory.database_path).close()
-    tls_context(options)  # a bad certificate or key fails here, before anything listens
+    check_tls_files(options)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listening = socket.create_server((host, port), family=family, backlog=BACKLOG)
     url = url_of(host, listening.getsockname()[1], tls=bool(options.server.tls_certificate))
