@@ -90,6 +90,37 @@ def test_transient_faults_are_retried_until_the_right_bytes_arrive(tmp_path: Pat
         assert server.bytes_sent("/big.cab") >= 2 * len(big) - 5 * CHUNK
 
 
+def test_small_files_share_kept_alive_connections(tmp_path: Path) -> None:
+    files = {f"/k{i}.cab": payload(2000 + 37 * i, 100 + i) for i in range(60)}
+    with FaultyServer(files) as server:
+        jobs = [content_job(server.url + path, data) for path, data in files.items()]
+        report = quick_client().download(jobs, tmp_path / "c", chunk_size=CHUNK, connections=3)
+        assert report.placed == len(files)
+        assert all(placed_path(tmp_path / "c", data).read_bytes() == data for data in files.values())
+        assert server.connections() <= 3
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_without_a_failure(tmp_path: Path) -> None:
+    first, second = payload(5000, 7), payload(6000, 8)
+    client = quick_client()
+    with FaultyServer({"/a.cab": first, "/b.cab": second}) as server:
+        assert client.download([content_job(server.url + "/a.cab", first)], tmp_path / "c").placed == 1
+        server.close_idle_connections()
+        report = client.download([content_job(server.url + "/b.cab", second)], tmp_path / "c", retries=0)
+        assert (report.placed, report.failed) == (1, 0)
+        assert server.connections() == 2
+
+
+def test_a_redirect_is_followed(tmp_path: Path) -> None:
+    data = payload(9000, 9)
+    with FaultyServer({"/r.cab": data}) as server:
+        server.plan("/r.cab", "redirect")
+        report = quick_client().download([content_job(server.url + "/r.cab", data)], tmp_path / "c")
+        assert report.placed == 1
+        assert placed_path(tmp_path / "c", data).read_bytes() == data
+        assert server.requests("/r.cab") == 2
+
+
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     data = payload(2000, 3)
     with FaultyServer({"/x.cab": data}) as server:

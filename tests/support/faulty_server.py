@@ -31,7 +31,8 @@ from tests.support.nginx import free_port, wait_for_port
 #   "short"          announce the full length, send half, close cleanly
 #   "flip"           send the whole body with one byte changed
 #   "status:CODE"    answer CODE with no body; "status:429:SECONDS" adds Retry-After
-FAULT = re.compile(r"^(reset|stall|short|flip|status:\d{3}(:\d+)?)$")
+#   "redirect"       answer 302 with the same path as Location (the next request is served as planned next)
+FAULT = re.compile(r"^(reset|stall|short|flip|redirect|status:\d{3}(:\d+)?)$")
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 SEND_BLOCK = 64 << 10
 STALL_SECONDS = 3600.0
@@ -44,6 +45,17 @@ class PathState:
     requests: int = 0
     bytes_sent: int = 0
     ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+def planned_answer(fault: str | None, path: str) -> web.Response | None:
+    """The answer of a fault that replaces the file: an error status or a redirect."""
+    if fault and fault.startswith("status:"):
+        _, code, *wait = fault.split(":")
+        headers = {"Retry-After": wait[0]} if wait else {}
+        return web.Response(status=int(code), headers=headers, text="planned failure\n")
+    if fault == "redirect":
+        return web.Response(status=302, headers={"Location": path}, text="moved\n")
+    return None
 
 
 class FaultyServer:
@@ -69,6 +81,7 @@ class FaultyServer:
         self._last_headers: dict[str, dict[str, str]] = {}
         self._active = 0
         self._transports: set[asyncio.Transport] = set()
+        self._connections_seen = 0
         self.max_active = 0  # the most requests served at the same time
 
     @property
@@ -106,6 +119,20 @@ class FaultyServer:
         with self._lock:
             return self._active
 
+    def connections(self) -> int:
+        """The TCP connections that carried at least one request since the start."""
+        with self._lock:
+            return self._connections_seen
+
+    def close_idle_connections(self) -> None:
+        """Closes every connection as a server's keep-alive timeout does (a clean close, between requests)."""
+
+        async def close_all() -> None:
+            for transport in self._transports:
+                transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout=10)
+
     def reset_counters(self) -> None:
         with self._lock:
             for state in self._paths.values():
@@ -123,9 +150,10 @@ class FaultyServer:
                 self._active -= 1
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
-        if request.transport is not None:
-            self._transports.add(request.transport)
         with self._lock:
+            if request.transport is not None and request.transport not in self._transports:
+                self._transports.add(request.transport)
+                self._connections_seen += 1
             self._last_headers[request.path] = dict(request.headers)
             state = self._paths.get(request.path)
             if state is None:
@@ -134,10 +162,9 @@ class FaultyServer:
             fault = state.faults.popleft() if state.faults else None
             data = state.data
         etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
-        if fault and fault.startswith("status:"):
-            _, code, *wait = fault.split(":")
-            headers = {"Retry-After": wait[0]} if wait else {}
-            return web.Response(status=int(code), headers=headers, text="planned failure\n")
+        planned = planned_answer(fault, request.path)
+        if planned is not None:
+            return planned
         start, end = 0, len(data)
         status = 200
         headers = {"ETag": etag, "Accept-Ranges": "bytes" if self.honour_range else "none"}

@@ -562,7 +562,7 @@ async fn attempt_file(
     let start = first_missing as u64 * chunk_size;
     let end = known_size.map_or(start + chunk_size, |size| size.min(start + chunk_size));
     let probe = request(context, job, Some((start, end)), fresh, &mut attempts).await?;
-    let status = probe.response.response.status();
+    let status = probe.response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && job.size.is_none() {
         // An empty file: nginx refuses any range of it.
         drop(probe);
@@ -574,7 +574,7 @@ async fn attempt_file(
         paths.discard();
         return whole_body(context, job, paths, probe, fresh, attempts).await;
     }
-    let range = parse_content_range(probe.response.response.headers())
+    let range = parse_content_range(probe.response.headers())
         .ok_or_else(|| FileError::Failed("a 206 answer without a valid Content-Range".into()))?;
     if range.start != start {
         return Err(FileError::Failed(format!("asked for bytes from {start}, the server sent from {}", range.start)));
@@ -588,7 +588,7 @@ async fn attempt_file(
         )));
     }
     let size = range.total;
-    let validator = validator_of(probe.response.response.headers());
+    let validator = validator_of(probe.response.headers());
     if known_size.is_none() {
         context.progress.add_total(0, size);
         if size <= chunk_size {
@@ -718,8 +718,8 @@ async fn fetch_chunk(
             Some(slot) => slot,
             None => request(context, job, Some((offset, end)), chunked.fresh, &mut attempts).await?,
         };
-        let headers = slot.response.response.headers();
-        if slot.response.response.status() != StatusCode::PARTIAL_CONTENT {
+        let headers = slot.response.headers();
+        if slot.response.status() != StatusCode::PARTIAL_CONTENT {
             return Err(FileError::Restart("the server stopped honouring Range requests".into()));
         }
         if validator_of(headers) != chunked.validator {
@@ -775,8 +775,8 @@ async fn whole_body(
             Some(s) => s,
             None => request(context, job, None, fresh, &mut attempts).await?,
         };
-        let headers = response.response.response.headers();
-        let announced = if response.response.response.status() == StatusCode::PARTIAL_CONTENT {
+        let headers = response.response.headers();
+        let announced = if response.response.status() == StatusCode::PARTIAL_CONTENT {
             parse_content_range(headers).map(|r| r.total)
         } else {
             header_u64(headers, CONTENT_LENGTH)
@@ -882,7 +882,7 @@ async fn request(
         let sent = context.unless_stopped(context.client.send(Method::GET, &job.url, headers, None, fresh)).await?;
         let (message, retry_after) = match sent {
             Ok(response) => {
-                let status = response.response.status();
+                let status = response.status();
                 if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
                     return Ok(RequestSlot { response, _connection: connection, _budget: budget });
                 }
@@ -893,7 +893,7 @@ async fn request(
                 if !retryable {
                     return Err(FileError::Failed(message));
                 }
-                (message, retry_after(response.response.headers()))
+                (message, retry_after(response.headers()))
             }
             Err(Error::Http { message, .. }) => (message, None),
             Err(other @ (Error::Tls { .. } | Error::ProxyAuthentication(_) | Error::InvalidInput(_))) => {
@@ -931,7 +931,7 @@ async fn stream_body(
     end: u64,
     mut sink: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<u64, StreamFailure> {
-    let mut response = slot.response.response;
+    let mut response = slot.response;
     // Allocated on first use, for the body when it is smaller than a gathered write: most small bodies arrive in
     // one read and are written without it.
     let capacity = usize::try_from(end - start).map_or(WRITE_BUFFER, |n| n.min(WRITE_BUFFER));
@@ -960,7 +960,7 @@ async fn stream_body(
                 flush!();
                 return Err(StreamFailure::Stopped);
             }
-            next = response.chunk() => next,
+            next = response.chunk(&context.client) => next,
         };
         match next {
             Ok(Some(data)) => {
@@ -998,10 +998,7 @@ async fn stream_body(
             }
             Err(error) => {
                 flush!();
-                let message = match context
-                    .client
-                    .transport_error(&parse_url(response.url().as_str()).expect("a URL that was sent parses"), &error)
-                {
+                let message = match error {
                     Error::Http { message, .. } => message,
                     other => other.to_string(),
                 };

@@ -9,11 +9,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::connection::{Connection, ConnectionError, IdleConnections, SendError};
 use crate::error::{Error, IoResultExt, Result};
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
@@ -109,8 +113,64 @@ pub struct HttpResponse {
 
 /// A response whose body is still to be read, holding its host's connection slot until it is dropped.
 pub struct StreamingResponse {
-    pub response: reqwest::Response,
+    body: ResponseBody,
+    /// For error messages (redacted when printed).
+    url: url::Url,
     _slot: OwnedSemaphorePermit,
+}
+
+enum ResponseBody {
+    /// Through reqwest: TLS, proxies, redirects, request bodies.
+    Pooled(reqwest::Response),
+    /// On a lean connection (`connection`), which goes back to the idle pool once the body was read to its end.
+    Direct {
+        head: hyper::http::response::Parts,
+        body: Incoming,
+        connection: Option<Connection>,
+        origin: String,
+        idle: Arc<IdleConnections>,
+        read_timeout: Duration,
+    },
+}
+
+impl StreamingResponse {
+    pub fn status(&self) -> StatusCode {
+        match &self.body {
+            ResponseBody::Pooled(response) => response.status(),
+            ResponseBody::Direct { head, .. } => head.status,
+        }
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        match &self.body {
+            ResponseBody::Pooled(response) => response.headers(),
+            ResponseBody::Direct { head, .. } => &head.headers,
+        }
+    }
+
+    /// The next piece of the body, `None` at its end. A stall longer than the read timeout is an error.
+    pub async fn chunk(&mut self, client: &HttpClient) -> Result<Option<Bytes>> {
+        match &mut self.body {
+            ResponseBody::Pooled(response) => response.chunk().await.map_err(|e| client.transport_error(&self.url, &e)),
+            ResponseBody::Direct { body, connection, origin, idle, read_timeout, .. } => {
+                let Some(open) = connection.as_mut() else { return Ok(None) };
+                match open.next_data(body, *read_timeout).await {
+                    Ok(Some(data)) => Ok(Some(data)),
+                    Ok(None) => {
+                        let finished = connection.take().expect("checked above");
+                        if finished.reusable() {
+                            idle.put(origin, finished);
+                        }
+                        Ok(None)
+                    }
+                    Err(error) => {
+                        *connection = None;
+                        Err(connection_error(&self.url, error))
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub struct HttpClient {
@@ -123,6 +183,17 @@ pub struct HttpClient {
     proxy_has_credentials: bool,
     max_connections_per_host: usize,
     host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// GETs to `http://` origins take lean connections (`connection`) unless a proxy is set.
+    direct: Option<DirectSettings>,
+}
+
+/// What the lean path needs of the options: the same timeouts and headers reqwest is built with.
+struct DirectSettings {
+    idle: Arc<IdleConnections>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    user_agent: HeaderValue,
+    authorization: Option<HeaderValue>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -174,14 +245,20 @@ impl HttpClient {
             ));
             proxy = Some((p.clone(), url));
         }
-        let build = |reuse: bool| -> Result<reqwest::Client> {
-            let mut headers = HeaderMap::new();
-            if let Some(token) = &options.bearer_token {
+        let authorization = match &options.bearer_token {
+            Some(token) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                     Error::InvalidInput("the bearer token contains characters not allowed in HTTP".into())
                 })?;
                 value.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, value);
+                Some(value)
+            }
+            None => None,
+        };
+        let build = |reuse: bool| -> Result<reqwest::Client> {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = &authorization {
+                headers.insert(AUTHORIZATION, value.clone());
             }
             let mut builder = reqwest::Client::builder()
                 .user_agent(options.user_agent.clone())
@@ -221,9 +298,11 @@ impl HttpClient {
             }
             builder.build().map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {}", chain(&e))))
         };
+        let direct = if proxy.is_some() { None } else { Some(DirectSettings::new(options, authorization.clone())?) };
         Ok(HttpClient {
             client: build(true)?,
             fresh_client: build(false)?,
+            direct,
             proxy_address,
             proxy_basic_allowed: options.proxy.as_ref().is_some_and(|p| p.allow_basic_auth),
             proxy_has_credentials: options.proxy.as_ref().is_some_and(|p| p.user.is_some() && p.password.is_some()),
@@ -259,6 +338,16 @@ impl HttpClient {
     ) -> Result<StreamingResponse> {
         let parsed = parse_url(url)?;
         let slot = self.host_slots(&parsed).acquire_owned().await.expect("host slots are never closed");
+        if let Some(direct) = &self.direct
+            && method == Method::GET
+            && body.is_none()
+            && parsed.scheme() == "http"
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+            && let Some(body) = direct.send(&parsed, &headers, fresh_connection).await?
+        {
+            return Ok(StreamingResponse { body, url: parsed, _slot: slot });
+        }
         let client = if fresh_connection { &self.fresh_client } else { &self.client };
         let mut request = client.request(method, parsed.clone()).headers(headers);
         if let Some(body) = body {
@@ -275,7 +364,7 @@ impl HttpClient {
                 .collect();
             return Err(self.proxy_refusal(&schemes));
         }
-        Ok(StreamingResponse { response, _slot: slot })
+        Ok(StreamingResponse { body: ResponseBody::Pooled(response), url: parsed, _slot: slot })
     }
 
     /// A whole request for metadata calls; the body is read completely. Blocks on the shared runtime (call it
@@ -298,16 +387,17 @@ impl HttpClient {
             header_map.append(name, value);
         }
         runtime().block_on(async {
-            let streaming = self.send(method, url, header_map, body, false).await?;
-            let response = streaming.response;
+            let mut response = self.send(method, url, header_map, body, false).await?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
                 .iter()
                 .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
                 .collect();
-            let parsed = parse_url(url)?;
-            let body = response.bytes().await.map_err(|e| self.transport_error(&parsed, &e))?.to_vec();
+            let mut body = Vec::new();
+            while let Some(data) = response.chunk(self).await? {
+                body.extend_from_slice(&data);
+            }
             Ok(HttpResponse { status, headers, body })
         })
     }
@@ -352,6 +442,84 @@ impl HttpClient {
         };
         Error::Http { url, message: format!("{kind}: {message}") }
     }
+}
+
+impl DirectSettings {
+    fn new(options: &HttpOptions, authorization: Option<HeaderValue>) -> Result<Self> {
+        Ok(DirectSettings {
+            idle: Arc::new(IdleConnections::default()),
+            connect_timeout: options.connect_timeout,
+            read_timeout: options.read_timeout,
+            user_agent: HeaderValue::from_str(&options.user_agent)
+                .map_err(|_| Error::InvalidInput("the user agent is not allowed in HTTP".into()))?,
+            authorization,
+        })
+    }
+
+    /// Sends a GET on a lean connection: an idle one of the origin unless `fresh`, else a new one. A reused
+    /// connection the server had closed meanwhile is replaced without counting as a failure. `None` for a redirect,
+    /// which reqwest follows instead.
+    async fn send(&self, url: &url::Url, extra: &HeaderMap, fresh: bool) -> Result<Option<ResponseBody>> {
+        let origin = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let origin = if url.port().is_none() { format!("{origin}:80") } else { origin.to_owned() };
+        loop {
+            let pooled = if fresh { None } else { self.idle.take(&origin) };
+            let reused = pooled.is_some();
+            let mut connection = match pooled {
+                Some(connection) => connection,
+                None => Connection::open(&origin, self.connect_timeout).await.map_err(|e| connection_error(url, e))?,
+            };
+            if !connection.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(connection_error(
+                    url,
+                    ConnectionError::Transfer("the server closed the connection".into()),
+                ));
+            }
+            let mut request = hyper::Request::get(&url[url::Position::BeforePath..url::Position::AfterQuery])
+                .body(Empty::new())
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", redacted(url))))?;
+            let headers = request.headers_mut();
+            let host = HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+                .map_err(|_| Error::InvalidInput(format!("{}: the host is not allowed in HTTP", redacted(url))))?;
+            headers.insert(HOST, host);
+            headers.insert(USER_AGENT, self.user_agent.clone());
+            if let Some(value) = &self.authorization {
+                headers.insert(AUTHORIZATION, value.clone());
+            }
+            for (name, value) in extra {
+                headers.insert(name, value.clone());
+            }
+            match connection.send(request, self.read_timeout).await {
+                Ok(response) if response.status().is_redirection() => return Ok(None),
+                Ok(response) => {
+                    let (head, body) = response.into_parts();
+                    return Ok(Some(ResponseBody::Direct {
+                        head,
+                        body,
+                        connection: Some(connection),
+                        origin,
+                        idle: self.idle.clone(),
+                        read_timeout: self.read_timeout,
+                    }));
+                }
+                Err(SendError { before_answer: true, .. }) if reused => {}
+                Err(SendError { error, .. }) => return Err(connection_error(url, error)),
+            }
+        }
+    }
+}
+
+/// A lean connection's failure, worded like reqwest's (`HttpClient::transport_error`).
+fn connection_error(url: &url::Url, error: ConnectionError) -> Error {
+    let message = match error {
+        ConnectionError::Connect(message) => format!("cannot connect: {message}"),
+        ConnectionError::TimedOut => "timed out".to_owned(),
+        ConnectionError::Transfer(message) => format!("transfer failed: {message}"),
+    };
+    Error::Http { url: redacted(url), message }
 }
 
 pub fn parse_url(url: &str) -> Result<url::Url> {

@@ -2,6 +2,7 @@
 //! store, copying and deduplication, and the HTTP front of `upmirror serve`, which serves content). The
 //! `upmirror-py` crate exposes it to the Python orchestrator.
 
+pub mod connection;
 pub mod copy;
 pub mod dedup;
 pub mod error;
