@@ -1,12 +1,10 @@
-//! Plain HTTP/1.1 connections that the task reading a response drives itself, kept in a small idle pool per origin.
-//! This is the lean path of the one HTTP client (`http`): a GET to an `http://` origin reached without a proxy costs
+//! Plain HTTP/1.1 connections that the task reading a response drives itself (`http` keeps the idle ones per
+//! origin). This is the lean path of the one HTTP client (`http`): a GET to an `http://` origin reached without a proxy costs
 //! no background connection task, no cross-task hand-over of the body and none of reqwest's per-request layers. On
 //! 10,000 small files (W3) that is about a quarter less CPU than reqwest's pooled client for the same requests.
 
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -38,8 +36,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn open(authority: &str, connect_timeout: Duration) -> Result<Self, ConnectionError> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(authority)).await {
+    pub async fn open(address: (&str, u16), connect_timeout: Duration) -> Result<Self, ConnectionError> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
             Err(_) => return Err(ConnectionError::TimedOut),
             Ok(Err(error)) => return Err(ConnectionError::Connect(error.to_string())),
             Ok(Ok(stream)) => stream,
@@ -135,29 +133,6 @@ impl Connection {
 pub struct SendError {
     pub error: ConnectionError,
     pub before_answer: bool,
-}
-
-/// Idle connections by origin (`host:port`). At most one per host slot is ever open, so the pool is bounded by the
-/// client's per-host connection cap.
-#[derive(Default)]
-pub struct IdleConnections {
-    idle: Mutex<HashMap<String, Vec<Connection>>>,
-}
-
-impl IdleConnections {
-    pub fn take(&self, origin: &str) -> Option<Connection> {
-        self.idle.lock().expect("the idle pool is never poisoned").get_mut(origin)?.pop()
-    }
-
-    pub fn put(&self, origin: &str, connection: Connection) {
-        let mut idle = self.idle.lock().expect("the idle pool is never poisoned");
-        match idle.get_mut(origin) {
-            Some(connections) => connections.push(connection),
-            None => {
-                idle.insert(origin.to_owned(), vec![connection]);
-            }
-        }
-    }
 }
 
 /// hyper's message and its sources, joined.

@@ -418,6 +418,18 @@ impl Context {
         }
     }
 
+    /// Takes permits at once when they are free (the usual case, and the cheap one), else waits for them unless the
+    /// download stops first.
+    async fn acquire(&self, semaphore: &Arc<Semaphore>, permits: u32) -> Result<OwnedSemaphorePermit, FileError> {
+        if self.stop.is_set() {
+            return Err(FileError::Stop);
+        }
+        if let Ok(permit) = semaphore.clone().try_acquire_many_owned(permits) {
+            return Ok(permit);
+        }
+        Ok(self.unless_stopped(semaphore.clone().acquire_many_owned(permits)).await?.expect("never closed"))
+    }
+
     /// A local I/O failure stops everything: the next file would meet the same full disk or missing permission.
     fn fatal(&self, error: Error) -> FileError {
         self.stop.trigger(error);
@@ -866,14 +878,8 @@ async fn request(
     let budget_bytes = range.map_or(job.size.unwrap_or(context.options.chunk_size), |(start, end)| end - start);
     let units = (budget_bytes.div_ceil(1024) as usize).clamp(1, context.in_flight_units);
     loop {
-        let budget = context
-            .unless_stopped(context.in_flight.clone().acquire_many_owned(units as u32))
-            .await?
-            .expect("the budget is never closed");
-        let connection = context
-            .unless_stopped(context.connections.clone().acquire_owned())
-            .await?
-            .expect("connections are never closed");
+        let budget = context.acquire(&context.in_flight, units as u32).await?;
+        let connection = context.acquire(&context.connections, 1).await?;
         let mut headers = HeaderMap::new();
         if let Some((start, end)) = range {
             let value = HeaderValue::from_str(&format!("bytes={start}-{}", end - 1)).expect("a range is ASCII");

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::connection::{Connection, ConnectionError, IdleConnections, SendError};
+use crate::connection::{Connection, ConnectionError, SendError};
 use crate::error::{Error, IoResultExt, Result};
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
@@ -127,8 +127,7 @@ enum ResponseBody {
         head: hyper::http::response::Parts,
         body: Incoming,
         connection: Option<Connection>,
-        origin: String,
-        idle: Arc<IdleConnections>,
+        origin: Arc<Origin>,
         read_timeout: Duration,
     },
 }
@@ -152,14 +151,14 @@ impl StreamingResponse {
     pub async fn chunk(&mut self, client: &HttpClient) -> Result<Option<Bytes>> {
         match &mut self.body {
             ResponseBody::Pooled(response) => response.chunk().await.map_err(|e| client.transport_error(&self.url, &e)),
-            ResponseBody::Direct { body, connection, origin, idle, read_timeout, .. } => {
+            ResponseBody::Direct { body, connection, origin, read_timeout, .. } => {
                 let Some(open) = connection.as_mut() else { return Ok(None) };
                 match open.next_data(body, *read_timeout).await {
                     Ok(Some(data)) => Ok(Some(data)),
                     Ok(None) => {
                         let finished = connection.take().expect("checked above");
                         if finished.reusable() {
-                            idle.put(origin, finished);
+                            origin.put_idle(finished);
                         }
                         Ok(None)
                     }
@@ -182,14 +181,31 @@ pub struct HttpClient {
     proxy_basic_allowed: bool,
     proxy_has_credentials: bool,
     max_connections_per_host: usize,
-    host_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// By origin (the URL up to its port).
+    origins: Mutex<HashMap<String, Arc<Origin>>>,
     /// GETs to `http://` origins take lean connections (`connection`) unless a proxy is set.
     direct: Option<DirectSettings>,
 }
 
+/// What the client keeps per origin: its connection slots (the per-host cap) and its idle lean connections.
+struct Origin {
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Origin {
+    fn take_idle(&self) -> Option<Connection> {
+        self.idle.lock().expect("the idle list is never poisoned").pop()
+    }
+
+    /// Keeps a connection whose answer was read to its end for the next request. At most one per slot is open.
+    fn put_idle(&self, connection: Connection) {
+        self.idle.lock().expect("the idle list is never poisoned").push(connection);
+    }
+}
+
 /// What the lean path needs of the options: the same timeouts and headers reqwest is built with.
 struct DirectSettings {
-    idle: Arc<IdleConnections>,
     connect_timeout: Duration,
     read_timeout: Duration,
     user_agent: HeaderValue,
@@ -307,7 +323,7 @@ impl HttpClient {
             proxy_basic_allowed: options.proxy.as_ref().is_some_and(|p| p.allow_basic_auth),
             proxy_has_credentials: options.proxy.as_ref().is_some_and(|p| p.user.is_some() && p.password.is_some()),
             max_connections_per_host: options.max_connections_per_host,
-            host_slots: Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::new()),
         })
     }
 
@@ -315,15 +331,20 @@ impl HttpClient {
         self.max_connections_per_host
     }
 
-    fn host_slots(&self, url: &url::Url) -> Arc<Semaphore> {
-        let key = format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or(0)
-        );
-        let mut slots = self.host_slots.lock().expect("host slot map is never poisoned");
-        slots.entry(key).or_insert_with(|| Arc::new(Semaphore::new(self.max_connections_per_host))).clone()
+    fn origin(&self, url: &url::Url) -> Arc<Origin> {
+        // The URL up to its port names the origin (the url crate leaves a default port out, so both spellings of
+        // one origin serialize alike).
+        let key = &url[..url::Position::AfterPort];
+        let mut origins = self.origins.lock().expect("the origin map is never poisoned");
+        if let Some(origin) = origins.get(key) {
+            return origin.clone();
+        }
+        let origin = Arc::new(Origin {
+            slots: Arc::new(Semaphore::new(self.max_connections_per_host)),
+            idle: Mutex::new(Vec::new()),
+        });
+        origins.insert(key.to_owned(), origin.clone());
+        origin
     }
 
     /// Sends a request and returns once the headers arrived; the body is read by the caller. Waits for a free
@@ -337,14 +358,15 @@ impl HttpClient {
         fresh_connection: bool,
     ) -> Result<StreamingResponse> {
         let parsed = parse_url(url)?;
-        let slot = self.host_slots(&parsed).acquire_owned().await.expect("host slots are never closed");
+        let origin = self.origin(&parsed);
+        let slot = origin.slots.clone().acquire_owned().await.expect("host slots are never closed");
         if let Some(direct) = &self.direct
             && method == Method::GET
             && body.is_none()
             && parsed.scheme() == "http"
             && parsed.username().is_empty()
             && parsed.password().is_none()
-            && let Some(body) = direct.send(&parsed, &headers, fresh_connection).await?
+            && let Some(body) = direct.send(&parsed, &origin, &headers, fresh_connection).await?
         {
             return Ok(StreamingResponse { body, url: parsed, _slot: slot });
         }
@@ -447,7 +469,6 @@ impl HttpClient {
 impl DirectSettings {
     fn new(options: &HttpOptions, authorization: Option<HeaderValue>) -> Result<Self> {
         Ok(DirectSettings {
-            idle: Arc::new(IdleConnections::default()),
             connect_timeout: options.connect_timeout,
             read_timeout: options.read_timeout,
             user_agent: HeaderValue::from_str(&options.user_agent)
@@ -459,15 +480,25 @@ impl DirectSettings {
     /// Sends a GET on a lean connection: an idle one of the origin unless `fresh`, else a new one. A reused
     /// connection the server had closed meanwhile is replaced without counting as a failure. `None` for a redirect,
     /// which reqwest follows instead.
-    async fn send(&self, url: &url::Url, extra: &HeaderMap, fresh: bool) -> Result<Option<ResponseBody>> {
-        let origin = &url[url::Position::BeforeHost..url::Position::AfterPort];
-        let origin = if url.port().is_none() { format!("{origin}:80") } else { origin.to_owned() };
+    async fn send(
+        &self,
+        url: &url::Url,
+        origin: &Arc<Origin>,
+        extra: &HeaderMap,
+        fresh: bool,
+    ) -> Result<Option<ResponseBody>> {
+        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         loop {
-            let pooled = if fresh { None } else { self.idle.take(&origin) };
+            let pooled = if fresh { None } else { origin.take_idle() };
             let reused = pooled.is_some();
-            let mut connection = match pooled {
-                Some(connection) => connection,
-                None => Connection::open(&origin, self.connect_timeout).await.map_err(|e| connection_error(url, e))?,
+            let mut connection = if let Some(idle) = pooled {
+                idle
+            } else {
+                // An IPv6 address is written in brackets in a URL, and resolved without them.
+                let name =
+                    url.host_str().expect("an http URL has a host").trim_start_matches('[').trim_end_matches(']');
+                let port = url.port_or_known_default().expect("http has a default port");
+                Connection::open((name, port), self.connect_timeout).await.map_err(|e| connection_error(url, e))?
             };
             if !connection.ready().await {
                 if reused {
@@ -482,7 +513,7 @@ impl DirectSettings {
                 .body(Empty::new())
                 .map_err(|e| Error::InvalidInput(format!("{}: {e}", redacted(url))))?;
             let headers = request.headers_mut();
-            let host = HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+            let host = HeaderValue::from_str(host)
                 .map_err(|_| Error::InvalidInput(format!("{}: the host is not allowed in HTTP", redacted(url))))?;
             headers.insert(HOST, host);
             headers.insert(USER_AGENT, self.user_agent.clone());
@@ -500,8 +531,7 @@ impl DirectSettings {
                         head,
                         body,
                         connection: Some(connection),
-                        origin,
-                        idle: self.idle.clone(),
+                        origin: origin.clone(),
                         read_timeout: self.read_timeout,
                     }));
                 }
