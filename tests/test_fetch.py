@@ -13,6 +13,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from tests.support.content import read_index
 from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import NginxServer
 from tests.support.proxy import TinyProxy
@@ -24,6 +25,7 @@ from upmirror import (
     TlsError,
     UpmirrorError,
     content_relative_path,
+    verify_content,
 )
 
 CHUNK = 64 << 10  # the engine's smallest chunk size, so small test files still split into many chunks
@@ -119,6 +121,23 @@ def test_a_redirect_is_followed(tmp_path: Path) -> None:
         assert report.placed == 1
         assert placed_path(tmp_path / "c", data).read_bytes() == data
         assert server.requests("/r.cab") == 2
+
+
+def test_downloaded_content_is_in_the_index_so_verify_does_not_read_it_again(tmp_path: Path) -> None:
+    small, big = payload(3000, 21), payload(5 * CHUNK + 3, 22)
+    content = tmp_path / "c"
+    with FaultyServer({"/s.cab": small, "/b.cab": big}) as server:
+        jobs = [content_job(server.url + "/s.cab", small), content_job(server.url + "/b.cab", big, strongest="sha256")]
+        assert quick_client().download(jobs, content, chunk_size=CHUNK).placed == 2
+    index = read_index(content)
+    small_path = placed_path(content, small).relative_to(content).as_posix()
+    big_path = placed_path(content, big).relative_to(content).as_posix()
+    assert set(index) == {small_path, big_path}
+    assert index[small_path][0] == len(small)
+    assert index[small_path][2:] == (blake3.blake3(small).hexdigest(), True)
+    assert index[big_path][2:] == (None, True)  # only SHA-256 and SHA-1 were promised, so no blake3 was computed
+    report = verify_content(content)
+    assert (report.trusted, report.hashed_ok, report.bytes_read) == (2, 0, 0)
 
 
 def test_retry_after_is_honoured(tmp_path: Path) -> None:

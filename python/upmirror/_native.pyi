@@ -29,6 +29,7 @@ __all__ = [
     "content_relative_path",
     "copy_content",
     "deduplicate",
+    "forget_deleted_content",
     "hash_file",
     "hash_files",
     "parse_content_path",
@@ -109,6 +110,10 @@ def hash_files(
     progress: _ProgressCallback | None = None,
 ) -> list[FileDigests | OSError]: ...
 def content_relative_path(sha1: str, extension: str) -> str: ...
+def forget_deleted_content(directory: _StrPath, relative_paths: Sequence[str]) -> None:
+    """Drops files deleted on purpose (cleanup) from the content index, so verification does not report them
+    missing."""
+
 def parse_content_path(relative: str) -> tuple[str, str]: ...
 
 @final

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from upmirror._native import parse_content_path
+from upmirror._native import forget_deleted_content, parse_content_path
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store
@@ -117,3 +117,5 @@ def remove_unneeded_files(
         report.freed_bytes += path.stat().st_size
         if not dry_run:
             path.unlink()
+    if not dry_run:
+        forget_deleted_content(content, report.removed_files)

@@ -851,10 +851,15 @@ async fn verify_and_place(
     {
         return Err(FileError::Restart(format!("{algorithm} digest mismatch: expected {expected}, got {actual}")));
     }
+    let indexed = match &job.target {
+        JobTarget::Content(name) => Some((name.relative_path(), digests.and_then(|d| d.blake3))),
+        JobTarget::File(_) => None,
+    };
     let verified = Verified {
         part: paths.part.clone(),
         final_path: paths.final_path.clone(),
         journal: chunked.then(|| paths.journal.clone()),
+        indexed,
     };
     if context.placer.place(verified).await { Ok(()) } else { Err(FileError::Stop) }
 }

@@ -17,7 +17,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoResultExt, Result};
-use crate::store::ContentStore;
+use crate::store::{ContentName, ContentStore};
 
 /// Bumped when the meaning of an entry changes; an index of another version is ignored.
 pub const INDEX_VERSION: u32 = 1;
@@ -107,6 +107,17 @@ impl ContentIndex {
 
     pub fn remove(&mut self, relative: &str) {
         self.entries.remove(relative);
+    }
+
+    /// Drops the entries of files that were deleted on purpose (by the Server Cleanup Wizard), so that `verify`
+    /// does not report them missing. Paths are relative to the content directory, spelt as the layout accepts.
+    pub fn forget_deleted(store: &ContentStore, relatives: &[String]) -> Result<()> {
+        let mut index = ContentIndex::load(store);
+        let before = index.len();
+        for name in relatives.iter().filter_map(|relative| ContentName::parse_relative(relative).ok()) {
+            index.remove(&name.relative_path());
+        }
+        if index.len() == before { Ok(()) } else { index.save() }
     }
 
     pub fn len(&self) -> usize {

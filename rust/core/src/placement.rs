@@ -6,6 +6,10 @@
 //! made durable by the next batch's flush, or by the last one before the download returns. Download tasks hand a
 //! file over and move on to the next one, so the network never waits for the disk; the queue is bounded, so a slow
 //! disk slows the downloads down instead of growing memory.
+//!
+//! Content-store files (their SHA-1 checked) are then recorded in the content index, once the last flush made every
+//! rename durable, so `verify` and `copy` need not read them again and the index never vouches for a file that a
+//! power loss could take back.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,8 +20,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::index::{ContentIndex, IndexEntry};
 use crate::progress::Progress;
-use crate::store::{FilesystemFlush, rename_into_place};
+use crate::store::{ContentStore, FilesystemFlush, rename_into_place};
 
 /// Files handed over and not yet placed, at most (paths only; their bytes are already in the page cache).
 const QUEUE: usize = 4096;
@@ -33,6 +38,9 @@ pub struct Verified {
     pub final_path: PathBuf,
     /// Its resume journal, removed once the file is in place.
     pub journal: Option<PathBuf>,
+    /// For a content-store file, whose SHA-1 was checked: its path relative to the content directory and its
+    /// blake3 when computed, for the content index.
+    pub indexed: Option<(String, Option<[u8; 32]>)>,
 }
 
 enum Message {
@@ -57,6 +65,7 @@ impl Placer {
             .name("upmirror-place".into())
             .spawn(move || {
                 let placed = FilesystemFlush::open(&root).and_then(|disk| place_batches(&disk, receiver, &progress));
+                let placed = placed.map(|learned| record_in_index(&root, learned));
                 if let Err(error) = placed {
                     on_error(error);
                 }
@@ -81,7 +90,13 @@ impl Placer {
     }
 }
 
-fn place_batches(disk: &FilesystemFlush, mut receiver: mpsc::Receiver<Message>, progress: &Progress) -> Result<()> {
+/// Places every file handed over; returns the index entries of the content-store files among them.
+fn place_batches(
+    disk: &FilesystemFlush,
+    mut receiver: mpsc::Receiver<Message>,
+    progress: &Progress,
+) -> Result<Vec<(String, IndexEntry)>> {
+    let mut learned = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut finished = false;
     let mut placed_any = false;
@@ -108,6 +123,11 @@ fn place_batches(disk: &FilesystemFlush, mut receiver: mpsc::Receiver<Message>, 
             if let Some(journal) = verified.journal {
                 let _ = fs::remove_file(&journal);
             }
+            if let Some((relative, blake3)) = verified.indexed
+                && let Ok(metadata) = fs::metadata(&verified.final_path)
+            {
+                learned.push((relative, IndexEntry::verified(&metadata, blake3)));
+            }
             progress.file_done();
         }
         placed_any = true;
@@ -116,7 +136,23 @@ fn place_batches(disk: &FilesystemFlush, mut receiver: mpsc::Receiver<Message>, 
         }
     }
     // The renames of the last batch.
-    if placed_any { disk.flush() } else { Ok(()) }
+    if placed_any {
+        disk.flush()?;
+    }
+    Ok(learned)
+}
+
+/// Adds what a download verified to the content index. The index is a cache: failing to write it costs a later
+/// `verify` or `copy` a read of these files, nothing more, so a failure is not reported.
+fn record_in_index(root: &Path, learned: Vec<(String, IndexEntry)>) {
+    if learned.is_empty() {
+        return;
+    }
+    let mut index = ContentIndex::load(&ContentStore::new(root));
+    for (relative, entry) in learned {
+        index.record(relative, entry);
+    }
+    let _ = index.save();
 }
 
 #[cfg(test)]
@@ -131,7 +167,7 @@ mod tests {
             fs::write(&path, b"journal").unwrap();
             path
         });
-        Verified { part, final_path: root.join("AB").join(name), journal }
+        Verified { part, final_path: root.join("AB").join(name), journal, indexed: None }
     }
 
     #[test]
