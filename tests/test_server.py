@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -422,6 +423,30 @@ def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the revoked token kept working"
             time.sleep(0.2)
     assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 2
+
+
+def private_folders(pid: int) -> list[Path]:
+    """The backend-socket folders of the server with this process ID."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"upmirror-serve-{pid}-*"))
+
+
+def test_the_folder_a_killed_server_left_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    assert upmirror("init", "--dir", tmp_path).returncode == 0
+    with UpmirrorServer(tmp_path) as killed:
+        assert killed.call("GET", "/api/v1/server").status == 401, "the backend answers, so its folder exists"
+        assert killed.process is not None
+        pid = killed.process.pid
+        left = private_folders(pid)
+        assert len(left) == 1
+        killed.process.kill()
+        killed.process.wait(timeout=10)
+    assert private_folders(pid) == left, "SIGKILL gives the server no chance to clean up"
+    with UpmirrorServer(tmp_path) as server:
+        assert server.call("GET", "/api/v1/server").status == 401
+        assert server.process is not None
+        assert private_folders(pid) == []
+        assert len(private_folders(server.process.pid)) == 1, "the running server's own folder stays"
+    assert private_folders(server.process.pid) == [], "a server stopped by SIGTERM removes its folder"
 
 
 def test_sigterm_lets_a_download_in_flight_finish(root: Root, tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ from upmirror.server.scheduler import Scheduler
 from upmirror.store import Store
 
 BACKLOG = 1024
+# The private folder of a running server's backend socket: <temp>/upmirror-serve-<server pid>-<random>.
+PRIVATE_PREFIX = "upmirror-serve-"
 PR_SET_PDEATHSIG = 1
 
 
@@ -128,6 +130,21 @@ def stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def remove_stale_private_folders() -> None:
+    """Removes the backend-socket folders of servers that died without cleaning up (SIGKILL, power loss). The folder
+    names carry the server's process ID; a folder whose process still runs, or that another user owns, is left alone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*-*"):
+        pid_text = folder.name.removeprefix(PRIVATE_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, under another user
+            continue
+
+
 def bind_backend(private: Path) -> socket.socket:
     """The aiohttp workers' socket: a Unix socket in a directory only this user can enter."""
     backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -147,7 +164,8 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     url = url_of(host, listening.getsockname()[1], tls=bool(options.server.tls_certificate))
     print(f"listening on {url}", flush=True)
     sys.stderr.flush()
-    private = Path(tempfile.mkdtemp(prefix="upmirror-serve-"))
+    remove_stale_private_folders()
+    private = Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-"))
     backend = bind_backend(private)
     children = []
     parent = os.getpid()
