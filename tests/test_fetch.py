@@ -92,11 +92,14 @@ def test_transient_faults_are_retried_until_the_right_bytes_arrive(tmp_path: Pat
         assert server.bytes_sent("/big.cab") >= 2 * len(big) - 5 * CHUNK
 
 
-def test_small_files_share_kept_alive_connections(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_small_files_share_kept_alive_connections(tmp_path: Path, tls: bool) -> None:
     files = {f"/k{i}.cab": payload(2000 + 37 * i, 100 + i) for i in range(60)}
-    with FaultyServer(files) as server:
+    pki = make_pki(tmp_path) if tls else None
+    with FaultyServer(files, ssl_context=pki.server_context if pki else None) as server:
         jobs = [content_job(server.url + path, data) for path, data in files.items()]
-        report = quick_client().download(jobs, tmp_path / "c", chunk_size=CHUNK, connections=3)
+        client = quick_client(ca_file=pki.ca_file) if pki else quick_client()
+        report = client.download(jobs, tmp_path / "c", chunk_size=CHUNK, connections=3)
         assert report.placed == len(files)
         assert all(placed_path(tmp_path / "c", data).read_bytes() == data for data in files.values())
         assert server.connections() <= 3

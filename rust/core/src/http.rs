@@ -18,7 +18,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::connection::{Connection, ConnectionError, SendError};
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
+use tokio_rustls::TlsConnector;
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
 pub fn runtime() -> &'static Runtime {
@@ -183,7 +184,7 @@ pub struct HttpClient {
     max_connections_per_host: usize,
     /// By origin (the URL up to its port).
     origins: Mutex<HashMap<String, Arc<Origin>>>,
-    /// GETs to `http://` origins take lean connections (`connection`) unless a proxy is set.
+    /// GETs take lean connections (`connection`) unless a proxy is set.
     direct: Option<DirectSettings>,
 }
 
@@ -204,8 +205,9 @@ impl Origin {
     }
 }
 
-/// What the lean path needs of the options: the same timeouts and headers reqwest is built with.
+/// What the lean path needs of the options: the same timeouts, headers and TLS configuration reqwest is built with.
 struct DirectSettings {
+    tls: TlsConnector,
     connect_timeout: Duration,
     read_timeout: Duration,
     user_agent: HeaderValue,
@@ -271,6 +273,7 @@ impl HttpClient {
             }
             None => None,
         };
+        let tls = crate::tls::client_config(options.ca_file.as_deref(), options.verify_tls)?;
         let build = |reuse: bool| -> Result<reqwest::Client> {
             let mut headers = HeaderMap::new();
             if let Some(value) = &authorization {
@@ -285,19 +288,7 @@ impl HttpClient {
                 .http1_only()
                 .pool_max_idle_per_host(if reuse { options.max_connections_per_host } else { 0 })
                 .no_proxy();
-            if let Some(ca_file) = &options.ca_file {
-                let pem = std::fs::read(ca_file).at(ca_file)?;
-                let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    Error::InvalidInput(format!("{}: not a PEM bundle of CA certificates: {e}", ca_file.display()))
-                })?;
-                if certificates.is_empty() {
-                    return Err(Error::InvalidInput(format!("{}: holds no certificate", ca_file.display())));
-                }
-                builder = builder.tls_certs_only(certificates);
-            }
-            if !options.verify_tls {
-                builder = builder.tls_danger_accept_invalid_certs(true);
-            }
+            builder = builder.tls_backend_preconfigured(tls.clone());
             if let Some((p, url)) = &proxy {
                 let mut reqwest_proxy = reqwest::Proxy::all(url.as_str())
                     .map_err(|e| Error::InvalidInput(format!("the proxy URL is not usable: {}", e.without_url())))?;
@@ -314,7 +305,11 @@ impl HttpClient {
             }
             builder.build().map_err(|e| Error::InvalidInput(format!("cannot build the HTTP client: {}", chain(&e))))
         };
-        let direct = if proxy.is_some() { None } else { Some(DirectSettings::new(options, authorization.clone())?) };
+        let direct = if proxy.is_some() {
+            None
+        } else {
+            Some(DirectSettings::new(options, authorization.clone(), tls.clone())?)
+        };
         Ok(HttpClient {
             client: build(true)?,
             fresh_client: build(false)?,
@@ -363,7 +358,6 @@ impl HttpClient {
         if let Some(direct) = &self.direct
             && method == Method::GET
             && body.is_none()
-            && parsed.scheme() == "http"
             && parsed.username().is_empty()
             && parsed.password().is_none()
             && let Some(body) = direct.send(&parsed, &origin, &headers, fresh_connection).await?
@@ -467,8 +461,9 @@ impl HttpClient {
 }
 
 impl DirectSettings {
-    fn new(options: &HttpOptions, authorization: Option<HeaderValue>) -> Result<Self> {
+    fn new(options: &HttpOptions, authorization: Option<HeaderValue>, tls: rustls::ClientConfig) -> Result<Self> {
         Ok(DirectSettings {
+            tls: TlsConnector::from(Arc::new(tls)),
             connect_timeout: options.connect_timeout,
             read_timeout: options.read_timeout,
             user_agent: HeaderValue::from_str(&options.user_agent)
@@ -494,11 +489,12 @@ impl DirectSettings {
             let mut connection = if let Some(idle) = pooled {
                 idle
             } else {
-                // An IPv6 address is written in brackets in a URL, and resolved without them.
+                // An IPv6 address is written in brackets in a URL, and resolved (and named to TLS) without them.
                 let name =
                     url.host_str().expect("an http URL has a host").trim_start_matches('[').trim_end_matches(']');
-                let port = url.port_or_known_default().expect("http has a default port");
-                Connection::open((name, port), self.connect_timeout).await.map_err(|e| connection_error(url, e))?
+                let port = url.port_or_known_default().expect("http(s) has a default port");
+                let tls = (url.scheme() == "https").then_some(&self.tls);
+                Connection::open((name, port), tls, self.connect_timeout).await.map_err(|e| connection_error(url, e))?
             };
             if !connection.ready().await {
                 if reused {
@@ -547,6 +543,7 @@ fn connection_error(url: &url::Url, error: ConnectionError) -> Error {
     let message = match error {
         ConnectionError::Connect(message) => format!("cannot connect: {message}"),
         ConnectionError::TimedOut => "timed out".to_owned(),
+        ConnectionError::Tls(message) => return Error::Tls { url: redacted(url), message },
         ConnectionError::Transfer(message) => format!("transfer failed: {message}"),
     };
     Error::Http { url: redacted(url), message }

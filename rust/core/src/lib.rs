@@ -15,6 +15,7 @@ pub mod placement;
 pub mod pool;
 pub mod progress;
 pub mod store;
+pub mod tls;
 pub mod verify;
 
 pub use copy::{CopyOptions, CopyReport, copy_content};
