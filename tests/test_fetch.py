@@ -4,10 +4,14 @@ hashlib) and that failures are reported by file name."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+import socket
+import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import blake3
@@ -114,6 +118,34 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_a_failure(tmp_
         report = client.download([content_job(server.url + "/b.cab", second)], tmp_path / "c", retries=0)
         assert (report.placed, report.failed) == (1, 0)
         assert server.connections() == 2
+
+
+def test_a_reset_during_the_tls_handshake_is_retried_not_taken_for_a_certificate_problem(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    accepted: list[int] = []
+
+    def reset_every_connection() -> None:
+        with contextlib.suppress(OSError):
+            for _ in range(3):
+                connection, _ = listener.accept()
+                accepted.append(1)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.close()  # a reset, before any TLS byte
+
+    thread = threading.Thread(target=reset_every_connection, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/x.cab"
+        report = quick_client().download([DownloadJob.file(url)], tmp_path / "d", retries=2, backoff=0.01)
+        assert report.failed == 1
+        reason = report.failures[0].reason or ""
+        assert "cannot connect" in reason, reason
+        assert "TLS" not in reason, reason
+        assert len(accepted) == 3, "the first attempt and two retries"
+    finally:
+        listener.close()
+        thread.join(timeout=10)
 
 
 def test_a_redirect_is_followed(tmp_path: Path) -> None:

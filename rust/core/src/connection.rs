@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
+use hyper::Uri;
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tower_service::Service;
+
+use crate::http::holds_rustls_error;
 
 /// A TCP stream, or a TLS session over one.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -39,41 +43,65 @@ pub enum ConnectionError {
 /// progress. Whoever holds it drives it, so it makes progress only while someone waits on it.
 pub struct Connection {
     sender: SendRequest<Empty<Bytes>>,
-    driver: Pin<Box<Driver>>,
-    /// The state machine finished: the server closed the connection or announced that it would.
-    finished: bool,
+    /// `None` once the state machine finished (the server closed the connection or announced that it would). It is
+    /// dropped then, which makes hyper cancel a request still queued on it instead of leaving it unanswered.
+    driver: Option<Pin<Box<Driver>>>,
 }
 
 impl Connection {
-    /// Connects to `address` (a host name or an IP address, and a port), then shakes hands with `tls` when given,
-    /// all within `connect_timeout`.
+    /// Connects to `host` and `port` with `tcp` (hyper-util's connector: every address the name resolves to, the
+    /// next one tried when one is slow, within the connect timeout), then shakes hands with `tls` when given, within
+    /// `connect_timeout` too.
     pub async fn open(
-        address: (&str, u16),
+        tcp: &HttpConnector,
+        host: &str,
+        port: u16,
         tls: Option<&TlsConnector>,
         connect_timeout: Duration,
     ) -> Result<Self, ConnectionError> {
-        let connecting = async {
-            let tcp = TcpStream::connect(address).await.map_err(|e| ConnectionError::Connect(e.to_string()))?;
-            tcp.set_nodelay(true).map_err(|e| ConnectionError::Connect(e.to_string()))?;
-            let Some(tls) = tls else { return Ok(Box::new(tcp) as Box<dyn Stream>) };
-            let name = ServerName::try_from(address.0.to_owned()).map_err(|_| {
-                ConnectionError::Tls(format!("{:?} cannot be checked against a certificate", address.0))
-            })?;
-            let session = tls.connect(name, tcp).await.map_err(|e| ConnectionError::Tls(e.to_string()))?;
-            Ok(Box::new(session) as Box<dyn Stream>)
+        // The connector takes a URI; an IPv6 address goes back into brackets there.
+        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let uri: Uri = format!("http://{authority}")
+            .parse()
+            .map_err(|_| ConnectionError::Connect(format!("{authority:?} is not a host and port")))?;
+        let connected = tcp.clone().call(uri).await.map_err(|e| {
+            let message = chain(&e);
+            if message.contains("timed out") { ConnectionError::TimedOut } else { ConnectionError::Connect(message) }
+        })?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(connected.into_inner()),
+            Some(tls) => {
+                let name = ServerName::try_from(host.to_owned())
+                    .map_err(|_| ConnectionError::Tls(format!("{host:?} cannot be checked against a certificate")))?;
+                let handshake = tls.connect(name, connected.into_inner());
+                let session = match tokio::time::timeout(connect_timeout, handshake).await {
+                    Err(_) => return Err(ConnectionError::TimedOut),
+                    Ok(Err(error)) if holds_rustls_error(&error) => {
+                        return Err(ConnectionError::Tls(error.to_string()));
+                    }
+                    // A reset or an early end during the handshake is a transfer failure, retried like others.
+                    Ok(Err(error)) => return Err(ConnectionError::Connect(error.to_string())),
+                    Ok(Ok(session)) => session,
+                };
+                Box::new(session)
+            }
         };
-        let stream =
-            tokio::time::timeout(connect_timeout, connecting).await.map_err(|_| ConnectionError::TimedOut)??;
         let (sender, driver) =
             http1::handshake(TokioIo::new(stream)).await.map_err(|e| ConnectionError::Connect(e.to_string()))?;
-        Ok(Connection { sender, driver: Box::pin(driver), finished: false })
+        Ok(Connection { sender, driver: Some(Box::pin(driver)) })
     }
 
-    /// Polls the state machine once, remembering when it finished (it must not be polled after that).
+    /// Polls the state machine once; drops it when it finished (it must not be polled after that).
     fn drive(&mut self, cx: &mut std::task::Context<'_>) {
-        if !self.finished && self.driver.as_mut().poll(cx).is_ready() {
-            self.finished = true;
+        if let Some(driver) = self.driver.as_mut()
+            && driver.as_mut().poll(cx).is_ready()
+        {
+            self.driver = None;
         }
+    }
+
+    fn finished(&self) -> bool {
+        self.driver.is_none()
     }
 
     /// Waits until a request can be sent; false when the connection is gone (an idle one the server closed).
@@ -81,7 +109,7 @@ impl Connection {
         poll_fn(|cx| {
             // Driven first: an idle connection learns here that the server closed it meanwhile.
             self.drive(cx);
-            if self.finished {
+            if self.finished() {
                 return Poll::Ready(false);
             }
             self.sender.poll_ready(cx).map(|result| result.is_ok())
@@ -98,15 +126,26 @@ impl Connection {
         let mut answer = std::pin::pin!(self.sender.send_request(request));
         let waiting = poll_fn(|cx| {
             if let Poll::Ready(result) = answer.as_mut().poll(cx) {
-                return Poll::Ready(result);
+                return Poll::Ready(Some(result));
             }
             self.drive(cx);
-            Poll::Pending
+            if !self.finished() {
+                return Poll::Pending;
+            }
+            // The connection ended: the answer either came with its end, or the request was cancelled with it.
+            match answer.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                Poll::Pending => Poll::Ready(None),
+            }
         });
         match tokio::time::timeout(timeout, waiting).await {
             Err(_) => Err(SendError { error: ConnectionError::TimedOut, before_answer: false }),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => {
+            Ok(None) => Err(SendError {
+                error: ConnectionError::Transfer("the server closed the connection before answering".into()),
+                before_answer: true,
+            }),
+            Ok(Some(Ok(response))) => Ok(response),
+            Ok(Some(Err(error))) => {
                 // Nothing was answered: the server had closed this (idle) connection before or while the request
                 // went out. A GET is safe to send again on a new connection.
                 let before_answer = error.is_canceled() || error.is_incomplete_message();
@@ -124,16 +163,26 @@ impl Connection {
         loop {
             let frame = poll_fn(|cx| {
                 if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
-                    return Poll::Ready(frame);
+                    return Poll::Ready(Some(frame));
                 }
                 self.drive(cx);
-                Poll::Pending
+                if !self.finished() {
+                    return Poll::Pending;
+                }
+                // The connection ended: what it delivered is in the body's channel, or the body is cut short.
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                    Poll::Pending => Poll::Ready(None),
+                }
             });
             match tokio::time::timeout(timeout, frame).await {
                 Err(_) => return Err(ConnectionError::TimedOut),
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(error))) => return Err(ConnectionError::Transfer(error_chain(&error))),
-                Ok(Some(Ok(frame))) => {
+                Ok(None) => {
+                    return Err(ConnectionError::Transfer("the connection closed before the body ended".into()));
+                }
+                Ok(Some(None)) => return Ok(None),
+                Ok(Some(Some(Err(error)))) => return Err(ConnectionError::Transfer(error_chain(&error))),
+                Ok(Some(Some(Ok(frame)))) => {
                     // Trailers carry nothing the engine uses.
                     if let Ok(data) = frame.into_data() {
                         return Ok(Some(data));
@@ -145,7 +194,7 @@ impl Connection {
 
     /// Still usable for another request once its answer was read.
     pub fn reusable(&self) -> bool {
-        !self.finished && !self.sender.is_closed()
+        !self.finished() && !self.sender.is_closed()
     }
 }
 
@@ -158,8 +207,13 @@ pub struct SendError {
 
 /// hyper's message and its sources, joined.
 fn error_chain(error: &hyper::Error) -> String {
+    chain(error)
+}
+
+/// An error's message and its sources', joined (each once).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::connection::{Connection, ConnectionError, SendError};
 use crate::error::{Error, Result};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio_rustls::TlsConnector;
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
@@ -130,6 +131,8 @@ enum ResponseBody {
         connection: Option<Connection>,
         origin: Arc<Origin>,
         read_timeout: Duration,
+        /// A read failed: the body is not to be read further.
+        failed: bool,
     },
 }
 
@@ -152,7 +155,10 @@ impl StreamingResponse {
     pub async fn chunk(&mut self, client: &HttpClient) -> Result<Option<Bytes>> {
         match &mut self.body {
             ResponseBody::Pooled(response) => response.chunk().await.map_err(|e| client.transport_error(&self.url, &e)),
-            ResponseBody::Direct { body, connection, origin, read_timeout, .. } => {
+            ResponseBody::Direct { body, connection, origin, read_timeout, failed, .. } => {
+                if *failed {
+                    return Err(Error::Http { url: redacted(&self.url), message: "the transfer failed before".into() });
+                }
                 let Some(open) = connection.as_mut() else { return Ok(None) };
                 match open.next_data(body, *read_timeout).await {
                     Ok(Some(data)) => Ok(Some(data)),
@@ -165,6 +171,7 @@ impl StreamingResponse {
                     }
                     Err(error) => {
                         *connection = None;
+                        *failed = true;
                         Err(connection_error(&self.url, error))
                     }
                 }
@@ -191,22 +198,37 @@ pub struct HttpClient {
 /// What the client keeps per origin: its connection slots (the per-host cap) and its idle lean connections.
 struct Origin {
     slots: Arc<Semaphore>,
-    idle: Mutex<Vec<Connection>>,
+    /// With the time each went idle, most recent last.
+    idle: Mutex<Vec<(Instant, Connection)>>,
+    max_idle: usize,
 }
+
+/// An idle connection older than this is closed rather than reused: a firewall or NAT between may have forgotten it
+/// without a word, and a request on it would wait for the read timeout (reqwest's pool uses the same limit).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Origin {
     fn take_idle(&self) -> Option<Connection> {
-        self.idle.lock().expect("the idle list is never poisoned").pop()
+        let mut idle = self.idle.lock().expect("the idle list is never poisoned");
+        idle.retain(|(since, _)| since.elapsed() < IDLE_TIMEOUT);
+        idle.pop().map(|(_, connection)| connection)
     }
 
-    /// Keeps a connection whose answer was read to its end for the next request. At most one per slot is open.
+    /// Keeps a connection whose answer was read to its end for the next request, unless as many are idle as the
+    /// origin has connection slots (the oldest is closed then).
     fn put_idle(&self, connection: Connection) {
-        self.idle.lock().expect("the idle list is never poisoned").push(connection);
+        let mut idle = self.idle.lock().expect("the idle list is never poisoned");
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push((Instant::now(), connection));
     }
 }
 
 /// What the lean path needs of the options: the same timeouts, headers and TLS configuration reqwest is built with.
 struct DirectSettings {
+    /// hyper-util's TCP connector: every address of a name, the next tried after 300 ms (Happy Eyeballs).
+    tcp: HttpConnector,
     tls: TlsConnector,
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -327,9 +349,15 @@ impl HttpClient {
     }
 
     fn origin(&self, url: &url::Url) -> Arc<Origin> {
-        // The URL up to its port names the origin (the url crate leaves a default port out, so both spellings of
-        // one origin serialize alike).
-        let key = &url[..url::Position::AfterPort];
+        // The scheme, host and port name the origin (the url crate leaves a default port out, so both spellings of
+        // one origin serialize alike). A URL with a user name keeps it out of the key.
+        let with_user;
+        let key = if url.username().is_empty() && url.password().is_none() {
+            &url[..url::Position::AfterPort]
+        } else {
+            with_user = format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort]);
+            &with_user
+        };
         let mut origins = self.origins.lock().expect("the origin map is never poisoned");
         if let Some(origin) = origins.get(key) {
             return origin.clone();
@@ -337,6 +365,7 @@ impl HttpClient {
         let origin = Arc::new(Origin {
             slots: Arc::new(Semaphore::new(self.max_connections_per_host)),
             idle: Mutex::new(Vec::new()),
+            max_idle: self.max_connections_per_host,
         });
         origins.insert(key.to_owned(), origin.clone());
         origin
@@ -462,7 +491,13 @@ impl HttpClient {
 
 impl DirectSettings {
     fn new(options: &HttpOptions, authorization: Option<HeaderValue>, tls: rustls::ClientConfig) -> Result<Self> {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(options.connect_timeout));
+        tcp.set_happy_eyeballs_timeout(Some(Duration::from_millis(300)));
         Ok(DirectSettings {
+            tcp,
             tls: TlsConnector::from(Arc::new(tls)),
             connect_timeout: options.connect_timeout,
             read_timeout: options.read_timeout,
@@ -494,7 +529,9 @@ impl DirectSettings {
                     url.host_str().expect("an http URL has a host").trim_start_matches('[').trim_end_matches(']');
                 let port = url.port_or_known_default().expect("http(s) has a default port");
                 let tls = (url.scheme() == "https").then_some(&self.tls);
-                Connection::open((name, port), tls, self.connect_timeout).await.map_err(|e| connection_error(url, e))?
+                Connection::open(&self.tcp, name, port, tls, self.connect_timeout)
+                    .await
+                    .map_err(|e| connection_error(url, e))?
             };
             if !connection.ready().await {
                 if reused {
@@ -517,10 +554,12 @@ impl DirectSettings {
                 headers.insert(AUTHORIZATION, value.clone());
             }
             for (name, value) in extra {
-                headers.insert(name, value.clone());
+                headers.append(name, value.clone());
             }
             match connection.send(request, self.read_timeout).await {
-                Ok(response) if response.status().is_redirection() => return Ok(None),
+                Ok(response) if response.status().is_redirection() && response.status() != StatusCode::NOT_MODIFIED => {
+                    return Ok(None);
+                }
                 Ok(response) => {
                     let (head, body) = response.into_parts();
                     return Ok(Some(ResponseBody::Direct {
@@ -529,6 +568,7 @@ impl DirectSettings {
                         connection: Some(connection),
                         origin: origin.clone(),
                         read_timeout: self.read_timeout,
+                        failed: false,
                     }));
                 }
                 Err(SendError { before_answer: true, .. }) if reused => {}
@@ -600,7 +640,7 @@ fn is_tls_error(error: &reqwest::Error) -> bool {
 }
 
 /// `io::Error` hides the error it wraps from `source()`, and TLS layers wrap io errors in io errors: look inside.
-fn holds_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn holds_rustls_error(error: &(dyn std::error::Error + 'static)) -> bool {
     if error.downcast_ref::<rustls::Error>().is_some() {
         return true;
     }
