@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,7 @@ impl ContentIndex {
 
     /// Writes the index atomically: a temporary file beside it, flushed, renamed over the old one.
     pub fn save(&self) -> Result<()> {
+        static SAVES: AtomicU64 = AtomicU64::new(0);
         let document = IndexDocument {
             version: INDEX_VERSION,
             entries: self
@@ -144,11 +146,17 @@ impl ContentIndex {
                 .collect(),
         };
         let bytes = rmp_serde::to_vec_named(&document).expect("an index document always encodes");
-        let temporary = self.path.with_extension("tmp");
+        // A name of its own per writer: two saves at once (a download and a verification) never rename each
+        // other's file away. The last rename wins; the index is a cache, so the loser's entries are only re-learnt.
+        let unique = format!("{}.{}.tmp", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed));
+        let temporary = self.path.with_extension(unique);
         let mut file = File::create(&temporary).at(&temporary)?;
-        file.write_all(&bytes).and_then(|()| file.sync_all()).at(&temporary)?;
-        fs::rename(&temporary, &self.path).at(&self.path)?;
-        Ok(())
+        let written = file.write_all(&bytes).and_then(|()| file.sync_all()).at(&temporary);
+        let renamed = written.and_then(|()| fs::rename(&temporary, &self.path).at(&self.path));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        renamed
     }
 }
 

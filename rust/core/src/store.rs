@@ -151,7 +151,7 @@ impl ContentStore {
         for entry in fs::read_dir(&self.root).at(&self.root)? {
             let entry = entry.at(&self.root)?;
             let folder_name = entry.file_name().to_string_lossy().into_owned();
-            // `.upmirror-index.tmp` is an index being written (or left by a crash while it was).
+            // `.upmirror-index.<writer>.tmp` is an index being written (or left by a crash while it was).
             if folder_name == PARTIAL_DIR || folder_name.starts_with(INDEX_FILE) {
                 continue;
             }
