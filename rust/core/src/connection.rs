@@ -149,7 +149,7 @@ impl Connection {
                 // Nothing was answered: the server had closed this (idle) connection before or while the request
                 // went out. A GET is safe to send again on a new connection.
                 let before_answer = error.is_canceled() || error.is_incomplete_message();
-                Err(SendError { error: ConnectionError::Transfer(error_chain(&error)), before_answer })
+                Err(SendError { error: ConnectionError::Transfer(chain(&error)), before_answer })
             }
         }
     }
@@ -181,7 +181,7 @@ impl Connection {
                     return Err(ConnectionError::Transfer("the connection closed before the body ended".into()));
                 }
                 Ok(Some(None)) => return Ok(None),
-                Ok(Some(Some(Err(error)))) => return Err(ConnectionError::Transfer(error_chain(&error))),
+                Ok(Some(Some(Err(error)))) => return Err(ConnectionError::Transfer(chain(&error))),
                 Ok(Some(Some(Ok(frame)))) => {
                     // Trailers carry nothing the engine uses.
                     if let Ok(data) = frame.into_data() {
@@ -203,11 +203,6 @@ impl Connection {
 pub struct SendError {
     pub error: ConnectionError,
     pub before_answer: bool,
-}
-
-/// hyper's message and its sources, joined.
-fn error_chain(error: &hyper::Error) -> String {
-    chain(error)
 }
 
 /// An error's message and its sources', joined (each once).

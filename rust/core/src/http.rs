@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
 
 use crate::connection::{Connection, ConnectionError, SendError};
 use crate::error::{Error, Result};
-use hyper_util::client::legacy::connect::HttpConnector;
-use tokio_rustls::TlsConnector;
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
 pub fn runtime() -> &'static Runtime {
@@ -122,7 +122,7 @@ pub struct StreamingResponse {
 }
 
 enum ResponseBody {
-    /// Through reqwest: TLS, proxies, redirects, request bodies.
+    /// Through reqwest: proxies, redirects, request bodies.
     Pooled(reqwest::Response),
     /// On a lean connection (`connection`), which goes back to the idle pool once the body was read to its end.
     Direct {
@@ -189,7 +189,7 @@ pub struct HttpClient {
     proxy_basic_allowed: bool,
     proxy_has_credentials: bool,
     max_connections_per_host: usize,
-    /// By origin (the URL up to its port).
+    /// By origin (scheme, host and port).
     origins: Mutex<HashMap<String, Arc<Origin>>>,
     /// GETs take lean connections (`connection`) unless a proxy is set.
     direct: Option<DirectSettings>,
@@ -210,7 +210,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 impl Origin {
     fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().expect("the idle list is never poisoned");
-        idle.retain(|(since, _)| since.elapsed() < IDLE_TIMEOUT);
+        // Oldest first: the stale ones are at the front.
+        while idle.first().is_some_and(|(since, _)| since.elapsed() >= IDLE_TIMEOUT) {
+            idle.remove(0);
+        }
         idle.pop().map(|(_, connection)| connection)
     }
 
