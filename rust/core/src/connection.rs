@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
+use crate::error::message_chain;
 use crate::http::holds_rustls_error;
 
 /// A TCP stream, or a TLS session over one.
@@ -100,6 +101,27 @@ impl Connection {
         }
     }
 
+    /// Polls something the connection delivers (an answer, a body's next piece) and drives the connection while it
+    /// is pending. `None` when the connection ended without delivering it: hyper hands over what arrived before the
+    /// end (so it is polled once more), and a request or body still pending then never will be answered.
+    fn poll_driving<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut delivered: impl FnMut(&mut std::task::Context<'_>) -> Poll<T>,
+    ) -> Poll<Option<T>> {
+        if let Poll::Ready(value) = delivered(cx) {
+            return Poll::Ready(Some(value));
+        }
+        self.drive(cx);
+        if !self.finished() {
+            return Poll::Pending;
+        }
+        match delivered(cx) {
+            Poll::Ready(value) => Poll::Ready(Some(value)),
+            Poll::Pending => Poll::Ready(None),
+        }
+    }
+
     fn finished(&self) -> bool {
         self.driver.is_none()
     }
@@ -124,20 +146,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
         let mut answer = std::pin::pin!(self.sender.send_request(request));
-        let waiting = poll_fn(|cx| {
-            if let Poll::Ready(result) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            self.drive(cx);
-            if !self.finished() {
-                return Poll::Pending;
-            }
-            // The connection ended: the answer either came with its end, or the request was cancelled with it.
-            match answer.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready(Some(result)),
-                Poll::Pending => Poll::Ready(None),
-            }
-        });
+        let waiting = poll_fn(|cx| self.poll_driving(cx, |cx| answer.as_mut().poll(cx)));
         match tokio::time::timeout(timeout, waiting).await {
             Err(_) => Err(SendError { error: ConnectionError::TimedOut, before_answer: false }),
             Ok(None) => Err(SendError {
@@ -161,20 +170,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Option<Bytes>, ConnectionError> {
         loop {
-            let frame = poll_fn(|cx| {
-                if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
-                    return Poll::Ready(Some(frame));
-                }
-                self.drive(cx);
-                if !self.finished() {
-                    return Poll::Pending;
-                }
-                // The connection ended: what it delivered is in the body's channel, or the body is cut short.
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(frame) => Poll::Ready(Some(frame)),
-                    Poll::Pending => Poll::Ready(None),
-                }
-            });
+            let frame = poll_fn(|cx| self.poll_driving(cx, |cx| Pin::new(&mut *body).poll_frame(cx)));
             match tokio::time::timeout(timeout, frame).await {
                 Err(_) => return Err(ConnectionError::TimedOut),
                 Ok(None) => {
@@ -207,15 +203,5 @@ pub struct SendError {
 
 /// An error's message and its sources', joined (each once).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    message_chain(error.to_string(), error.source())
 }

@@ -56,3 +56,18 @@ impl<T> IoResultExt<T> for io::Result<T> {
         self.map_err(|source| Error::io(path, source))
     }
 }
+
+/// A message followed by those of an error's sources, each once, joined by ": ". A wrapper's own message ("error
+/// sending request", "tcp connect error") hides the cause, which is what a person needs to read.
+pub fn message_chain(top: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut text = top;
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

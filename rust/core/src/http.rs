@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use crate::connection::{Connection, ConnectionError, SendError};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, message_chain};
 
 /// The runtime every network task of the process runs on: created once, on first use, never one per call.
 pub fn runtime() -> &'static Runtime {
@@ -616,19 +616,9 @@ fn redact_str(url: &str) -> String {
 /// The messages of an error and its sources, joined: reqwest's own message alone ("error sending request") hides
 /// the cause. The URL is left out (callers add a redacted one).
 fn chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
     let top = error.to_string();
     let top = top.split(" for url (").next().unwrap_or(&top).to_owned();
-    parts.push(top);
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
+    message_chain(top, std::error::Error::source(error))
 }
 
 fn is_tls_error(error: &reqwest::Error) -> bool {
