@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,9 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
 }
 
+# What a shell reports for a program that SIGPIPE ended (128 + 13): `upmirror updates list | head` stops quietly.
+EXIT_BROKEN_PIPE = 128 + 13
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command, or with only ``command``'s module when it names one."""
@@ -61,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(words)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a reader that went away must show up here, not in the interpreter's final flush
+    except BrokenPipeError:
+        # The reader of our output stopped (`| head`): stop quietly as Unix tools do. Python flushes stdout once
+        # more at exit, so it is pointed at /dev/null first (the recipe of the `signal` module's documentation).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except InputError as error:
         print_error(str(error))
         return EXIT_USAGE
