@@ -106,8 +106,18 @@ class RevisionRef(msgspec.Struct, frozen=True, array_like=True):
     revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
+class Selection(msgspec.Struct, frozen=True, kw_only=True):
+    """What a downstream server synchronizes (as of its last successful sync): products (a parent stands for its
+    children, present and future), classifications and languages. A replica below it takes this as its own."""
+
+    products: list[str]
+    classifications: list[str]
+    languages: list[str]
+
+
 class ServerInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /api/v1/server``: who the upstream is and what it offers."""
+    """``GET /api/v1/server``: who the upstream is and what it offers. ``selection`` is None for a root server,
+    which holds everything it offers."""
 
     id: Guid
     version: str
@@ -115,6 +125,7 @@ class ServerInfo(msgspec.Struct, frozen=True, kw_only=True):
     languages: list[str]
     max_updates_per_request: int
     replica: bool
+    selection: Selection | None = None
 
 
 class CategoriesResponse(msgspec.Struct, frozen=True, kw_only=True):

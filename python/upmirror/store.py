@@ -226,10 +226,13 @@ class Store:
         self.connection.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.connection.execute("COMMIT")
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            # SQLite has already rolled back after some failures (a full disk): a second rollback would replace the
+            # real error with "no transaction is active".
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
             raise
-        self.connection.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[int]:

@@ -30,8 +30,8 @@ from typing import IO, Final, TypeVar
 import msgspec
 
 from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
-from upmirror.errors import InputError, UpmirrorError, one_line
-from upmirror.filters import check_languages, delta_flags
+from upmirror.errors import InputError, UpmirrorError, one_line, storage_failures_as_errors
+from upmirror.filters import ProductTree, check_languages, delta_flags
 from upmirror.model import (
     DriversRequest,
     FileRef,
@@ -39,6 +39,8 @@ from upmirror.model import (
     RevisionRef,
     RevisionsRequest,
     RevisionsResponse,
+    Selection,
+    ServerInfo,
     SyncRecord,
     SyncTrigger,
     Update,
@@ -127,31 +129,46 @@ class Synchronizer:
     def run(self) -> SyncRecord:
         self.record.id = self.store.add_sync_record(self.record)
         try:
-            started = time.perf_counter()
-            self.synchronize_metadata()
-            self.record.metadata_seconds = round(time.perf_counter() - started, 3)
-            self.synchronize_content()
+            with storage_failures_as_errors(self.directory.database_path):
+                started = time.perf_counter()
+                self.synchronize_metadata()
+                self.record.metadata_seconds = round(time.perf_counter() - started, 3)
+                self.synchronize_content()
             self.record.result = "partial" if self.record.files_failed else "succeeded"
         except (UpmirrorError, OSError) as error:
             self.record.result = "failed"
             self.record.error = one_line(str(error))
             self.record.upstream_unreachable = isinstance(error, UpstreamUnreachableError)
+            self.save_record(failing=True)
             raise
         except BaseException:
             self.record.result = "failed"
             self.record.error = "interrupted"
+            self.save_record(failing=True)
             raise
-        finally:
-            self.record.finished = utc_now()
-            self.store.save_sync_record(self.record)
+        self.save_record(failing=False)
         return self.record
+
+    def save_record(self, *, failing: bool) -> None:
+        """Closes the attempt in the history. When the attempt already failed and the store cannot take even that
+        (its own disk is full), the failure that ended the sync is the one to report; the next run closes the
+        attempt as interrupted."""
+        self.record.finished = utc_now()
+        try:
+            with storage_failures_as_errors(self.directory.database_path):
+                self.store.save_sync_record(self.record)
+        except UpmirrorError as error:
+            if not failing:
+                raise
+            self.on_event(f"the history record could not be saved: {error}")
 
     # ---- metadata ----
 
     def synchronize_metadata(self) -> None:
-        options = self.options
         info = self.upstream.server_info()
-        check_languages(options.languages, info.languages)
+        replica = self.options.source.replica
+        if not replica:  # a replica takes the upstream's own languages below
+            check_languages(self.options.languages, info.languages)
         state = self.store.sync_state()
         if state.upstream_id != info.id:
             # Anchors of another server mean nothing here: start over (stored updates are kept; nothing is lost).
@@ -160,6 +177,9 @@ class Synchronizer:
         categories = self.upstream.categories(state.category_anchor)
         self.record.categories = self.store.add_categories(categories.categories)
         self.on_event(f"categories: {self.record.categories} new or changed")
+        if replica:
+            self.follow_upstream_selection(info)
+        options = self.options
         self.check_selection()
 
         request = RevisionsRequest(
@@ -168,6 +188,13 @@ class Synchronizer:
             classifications=filter_items(options.classifications, state.classifications),
             languages=filter_items(options.languages, state.languages),
         )
+        approvals = None
+        if replica:
+            # Decisions are asked for before the listing: each one names an update that existed then, so the listing
+            # after it brings that update and no decision is skipped for an update not yet stored. When the selection
+            # grew, the updates it brings were decided before the anchor: ask for every decision.
+            grew = any(not item.delta for item in (*request.products, *request.classifications, *request.languages))
+            approvals = self.upstream.approvals("" if grew else state.approval_anchor)
         listing = self.upstream.revisions(request)
         self.take_listing(listing, info.max_updates_per_request, "revisions")
 
@@ -186,8 +213,7 @@ class Synchronizer:
             driver_anchor = drivers.anchor
 
         approval_anchor = state.approval_anchor
-        if options.source.replica:
-            approvals = self.upstream.approvals(state.approval_anchor)
+        if approvals is not None:
             self.record.approvals = self.store.mirror_approvals(approvals.approvals)
             approval_anchor = approvals.anchor
 
@@ -252,6 +278,34 @@ class Synchronizer:
         self.store.add_updates(updates)
         self.record.revised_updates += len(known)
         self.record.new_updates += len(updates) - len(known)
+
+    def follow_upstream_selection(self, info: ServerInfo) -> None:
+        """A replica synchronizes what its upstream synchronizes, and keeps following it as it changes. A root
+        upstream holds everything it offers: every product family and product, classification and language. The
+        selection is saved in the options, so ``options show`` and ``products list`` show what the replica holds."""
+        selection = info.selection
+        if selection is None:
+            categories = self.store.categories()
+            tree = ProductTree(c for c in categories if c.kind in ("family", "product"))
+            selection = Selection(
+                products=tree.normalize(sorted(tree.nodes)),
+                classifications=sorted(c.id for c in categories if c.kind == "classification"),
+                languages=sorted(info.languages),
+            )
+        followed = {
+            "products": list(selection.products),
+            "classifications": list(selection.classifications),
+            "languages": list(selection.languages),
+        }
+        if all(getattr(self.options, key) == value for key, value in followed.items()):
+            return
+        self.options = msgspec.structs.replace(self.options, **followed)
+        saved = self.directory.load()  # the file as it is now: other options may have changed since this sync began
+        self.directory.save(msgspec.structs.replace(saved, **followed))
+        self.on_event(
+            f"selection: following the upstream ({len(selection.products)} products, "
+            f"{len(selection.classifications)} classifications, {len(selection.languages)} languages)"
+        )
 
     def check_selection(self) -> None:
         """Every selected product and classification must exist upstream (after categories arrived)."""
@@ -329,7 +383,11 @@ def synchronize(
     options = directory.load()
     if options.is_root:
         raise InputError(f"{directory.root} is a root server: it has no update source (set source.upstream)")
-    with sync_lock(directory), Store.open(directory.database_path) as store:
+    with (
+        storage_failures_as_errors(directory.database_path),
+        sync_lock(directory),
+        Store.open(directory.database_path) as store,
+    ):
         close_interrupted_attempts(store)
         return Synchronizer(directory, options, store, trigger=trigger, on_event=on_event, progress=progress).run()
 
@@ -340,7 +398,11 @@ def repair_content(directory: ServerDirectory, *, progress: ProgressCallback | N
     options = directory.load()
     if options.is_root:
         raise InputError(f"{directory.root} is a root server: there is no upstream to fetch files from again")
-    with sync_lock(directory), Store.open(directory.database_path) as store:
+    with (
+        storage_failures_as_errors(directory.database_path),
+        sync_lock(directory),
+        Store.open(directory.database_path) as store,
+    ):
         synchronizer = Synchronizer(directory, options, store, progress=progress)
         synchronizer.synchronize_content()
         return synchronizer.record

@@ -40,6 +40,7 @@ from upmirror.model import (
     DriversRequest,
     InventoryReport,
     RevisionsRequest,
+    Selection,
     ServerInfo,
     UpdatesRequest,
     decode_msgpack,
@@ -176,6 +177,13 @@ class Protocol:
 
     async def server_info(self, _: web.Request) -> web.Response:
         def read(store: Store) -> ServerInfo:
+            selection = None
+            if not self.options.is_root:
+                # What this server holds is what its last successful sync selected; a replica below follows it.
+                state = store.sync_state()
+                selection = Selection(
+                    products=state.products, classifications=state.classifications, languages=state.languages
+                )
             return ServerInfo(
                 id=store.server_id,
                 version=__version__,
@@ -183,6 +191,7 @@ class Protocol:
                 languages=store.languages(),
                 max_updates_per_request=self.options.server.max_updates_per_request,
                 replica=self.options.source.replica,
+                selection=selection,
             )
 
         return msgpack_response(await self.stores.run(read))
