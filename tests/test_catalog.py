@@ -216,6 +216,35 @@ def test_publish_verifies_and_places_files(run_upmirror: RunUpmirror, publishing
     )
 
 
+def test_publish_places_a_file_shared_by_two_updates_once(
+    run_upmirror: RunUpmirror, publishing_root: Path, tmp_path: Path
+) -> None:
+    shared = b"a runtime both updates carry" * 500
+    manifest = manifest_for(tmp_path, {"runtime-x64.cab": shared, "first-only.cab": b"first" * 100})
+    document = json.loads(manifest.read_text())
+    second = dict(
+        document["updates"][0],
+        id="12345678-1234-4234-8234-123456789abd",
+        files=[dict(document["updates"][0]["files"][0], name="runtime-x64-copy.cab")],
+    )
+    (tmp_path / "runtime-x64-copy.cab").write_bytes(shared)
+    document["updates"].append(second)
+    manifest.write_text(json.dumps(document))
+    done = run_upmirror("publish", manifest, "--dir", publishing_root)
+    assert done.returncode == 0, done.stderr
+    assert "published 2 update revisions (2 files" in done.stdout
+    with Store.open(publishing_root / "upmirror.db") as store:
+        first, other = store.update(document["updates"][0]["id"]), store.update(second["id"])
+    assert first is not None
+    assert other is not None
+    ref = other.files[0]
+    assert ref.name == "runtime-x64-copy.cab"
+    assert ref.sha256 == hashlib.sha256(shared).hexdigest()
+    assert (publishing_root / "content" / content_relative_path(ref.sha1, ref.extension)).read_bytes() == shared
+    partial = publishing_root / "content" / ".partial"
+    assert not partial.exists() or not any(partial.iterdir())
+
+
 @pytest.mark.parametrize(
     ("problem", "message"),
     [

@@ -58,30 +58,46 @@ def check_categories(store: Store, manifest: PublishManifest) -> None:
                 raise InputError(f"update {update.id} names unknown product {product}")
 
 
-def stage_and_verify(update: Update, source: Path, staging: Path) -> list[tuple[FileRef, Path]]:
-    """Copies the update's files into staging and checks each copy; returns the completed records and staged
-    paths."""
-    staged = []
-    for ref in update.files:
+def stage_and_verify(manifest: PublishManifest, source: Path, staging: Path) -> dict[str, tuple[FileRef, Path]]:
+    """Copies each distinct file of the manifest (by content path: several updates may carry one file) into staging
+    and checks the copy against the size and every digest the manifest gives, wherever it names the file. Returns,
+    by content path, the completed record (missing digests filled in) and the staged path."""
+    named: dict[str, list[tuple[Update, FileRef]]] = {}
+    for update in manifest.updates:
+        for ref in update.files:
+            named.setdefault(content_relative_path(ref.sha1, ref.extension), []).append((update, ref))
+    staged: list[tuple[str, Path]] = []
+    for relative, mentions in named.items():
+        update, ref = mentions[0]
         original = source / ref.name
         if not original.is_file():
             raise InputError(f"update {update.id}: file {ref.name!r} is not in {source}")
         copy = staging / f"publish-{ref.sha1}{ref.extension}"
         shutil.copyfile(original, copy)
-        staged.append((ref, copy))
+        staged.append((relative, copy))
     results = hash_files([copy for _, copy in staged], algorithms=["sha1", "sha256", "blake3"])
-    completed = []
-    for (ref, copy), digests in zip(staged, results, strict=True):
-        if isinstance(digests, OSError):
-            raise InputError(f"update {update.id}: cannot read {ref.name!r}: {digests}")
-        if digests.size != ref.size:
-            raise InputError(f"update {update.id}: {ref.name!r} has {digests.size} bytes, the manifest says {ref.size}")
-        for algorithm in ("sha1", "sha256", "blake3"):
-            expected = getattr(ref, algorithm)
-            if expected is not None and digests.get(algorithm) != expected:
-                raise InputError(f"update {update.id}: {ref.name!r} does not match its {algorithm} in the manifest")
-        completed.append((msgspec.structs.replace(ref, sha256=digests.sha256, blake3=digests.blake3), copy))
+    completed = {}
+    for (relative, copy), digests in zip(staged, results, strict=True):
+        for update, ref in named[relative]:
+            if isinstance(digests, OSError):
+                raise InputError(f"update {update.id}: cannot read {ref.name!r}: {digests}")
+            if digests.size != ref.size:
+                raise InputError(
+                    f"update {update.id}: {ref.name!r} has {digests.size} bytes, the manifest says {ref.size}"
+                )
+            for algorithm in ("sha1", "sha256", "blake3"):
+                expected = getattr(ref, algorithm)
+                if expected is not None and digests.get(algorithm) != expected:
+                    raise InputError(f"update {update.id}: {ref.name!r} does not match its {algorithm} in the manifest")
+        assert not isinstance(digests, OSError)
+        first = named[relative][0][1]
+        completed[relative] = (msgspec.structs.replace(first, sha256=digests.sha256, blake3=digests.blake3), copy)
     return completed
+
+
+def with_digests(ref: FileRef, completed: FileRef) -> FileRef:
+    """The update's own record of a file (its name may differ) with the digests the staged copy was checked for."""
+    return msgspec.structs.replace(ref, sha256=completed.sha256, blake3=completed.blake3)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,26 +110,37 @@ def run(args: argparse.Namespace) -> int:
     content = directory.content_dir(options)
     staging = content / ".partial"
     staging.mkdir(parents=True, exist_ok=True)
-    placed: list[tuple[Path, Path]] = []
+    placed: list[Path] = []  # files this publish put in place, taken out again if it fails
     with Store.open(directory.database_path) as store:
         check_categories(store, manifest)
-        updates = []
         try:
-            for update in manifest.updates:
-                completed = stage_and_verify(update, manifest_path.parent, staging)
-                updates.append(msgspec.structs.replace(update, files=[ref for ref, _ in completed]))
-                placed += [(copy, content / content_relative_path(ref.sha1, ref.extension)) for ref, copy in completed]
+            staged = stage_and_verify(manifest, manifest_path.parent, staging)
+            updates = [
+                msgspec.structs.replace(
+                    update,
+                    files=[
+                        with_digests(ref, staged[content_relative_path(ref.sha1, ref.extension)][0])
+                        for ref in update.files
+                    ],
+                )
+                for update in manifest.updates
+            ]
+            for relative, (_, copy) in staged.items():
+                final = content / relative
+                if final.is_file():
+                    copy.unlink()  # already in the store: digest-named content is the same bytes
+                    continue
+                final.parent.mkdir(exist_ok=True)
+                copy.replace(final)
+                placed.append(final)
+            store.add_categories(manifest.categories)
+            added = store.add_updates(updates)
         except BaseException:
-            for copy, _ in placed:
-                copy.unlink(missing_ok=True)
+            for final in placed:
+                final.unlink(missing_ok=True)
             for leftover in staging.glob("publish-*"):
                 leftover.unlink(missing_ok=True)
             raise
-        for copy, final in placed:
-            final.parent.mkdir(exist_ok=True)
-            copy.replace(final)
-        store.add_categories(manifest.categories)
-        added = store.add_updates(updates)
-    size = sum(ref.size for update in updates for ref in update.files)
-    print(f"published {added} update revisions ({len(placed)} files, {format_bytes(size)}) from {manifest_path}")
+    size = sum(ref.size for ref, _ in staged.values())
+    print(f"published {added} update revisions ({len(staged)} files, {format_bytes(size)}) from {manifest_path}")
     return EXIT_OK
