@@ -109,6 +109,10 @@ def test_full_export_imports_every_revision_and_the_importer_serves_them(root: P
     assert report["revisions"] == len(expected)
     assert report["updates"] == len({update_id for update_id, _ in expected})
     assert report["categories"] == len(categories_of(root))
+    with Store.open(root / "upmirror.db") as store:
+        expired_at_root = sum(update.expired for update in latest_records(store))
+    assert expired_at_root, "the catalog has expired updates"
+    assert report["expired"] == expired_at_root
     assert set(report["lacking_content"]) == lacking_expected(root, second / "content")
     assert report["lacking_content"], "half the content is missing, so some updates lack it"
 

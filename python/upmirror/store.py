@@ -956,6 +956,7 @@ class Store:
                 if self._add_update(record, rows):
                     counts.revisions += 1
                     counts.updates += known is None
+                    counts.expired += record.expired  # a revision that arrives expired is an expiration here too
                 elif record.expired and self._update_row(record.id)[1] == record.revision:
                     counts.expired += self._expire_update(record.id)
                 if len(rows.uids) >= PAGE_ROWS:
