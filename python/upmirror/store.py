@@ -28,6 +28,7 @@ one read transaction (a consistent snapshot with its anchor); nothing materialis
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import re
@@ -42,7 +43,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from upmirror.errors import InputError
+from upmirror.errors import DiskFullError, InputError, UpmirrorError
 from upmirror.model import (
     Approval,
     ApprovalAction,
@@ -1038,3 +1039,30 @@ class SyncState(msgspec.Struct, kw_only=True):
 def _single_column_pages(cursor: sqlite3.Cursor) -> Iterator[list[str]]:
     while page := cursor.fetchmany(PAGE_ROWS):
         yield [value for (value,) in page]
+
+
+def storage_failure(error: BaseException, database: Path) -> UpmirrorError | None:
+    """The ``UpmirrorError`` a failure of local storage stands for: a full disk (ENOSPC or EDQUOT from a file, or
+    SQLite's "database or disk is full") names the path and "disk full"; any other SQLite failure names the store.
+    None for everything else."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = error.filename if error.filename is not None else "the content directory"
+        return DiskFullError(f"disk full: no space left on the device for {where}")
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        return DiskFullError(f"disk full: no space left on the device for the metadata store {database}")
+    if isinstance(error, sqlite3.Error):
+        return UpmirrorError(f"the metadata store {database} failed: {error}")
+    return None
+
+
+@contextmanager
+def storage_failures_as_errors(database: Path) -> Iterator[None]:
+    """Turns failures of local storage inside the block into the ``UpmirrorError`` they stand for (see
+    ``storage_failure``), so a command ends with one line and its usual exit code instead of a traceback."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as error:
+        failure = storage_failure(error, database)
+        if failure is None:
+            raise
+        raise failure from error

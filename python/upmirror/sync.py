@@ -30,7 +30,7 @@ from typing import IO, Final, TypeVar
 import msgspec
 
 from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
-from upmirror.errors import InputError, UpmirrorError, one_line, storage_failures_as_errors
+from upmirror.errors import InputError, UpmirrorError, one_line
 from upmirror.filters import ProductTree, check_languages, delta_flags
 from upmirror.model import (
     DriversRequest,
@@ -46,7 +46,7 @@ from upmirror.model import (
     Update,
 )
 from upmirror.options import Options, ServerDirectory
-from upmirror.store import Store, SyncState
+from upmirror.store import Store, SyncState, storage_failures_as_errors
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
 LOCK_FILE: Final = "sync.lock"

@@ -62,6 +62,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in words if not word.startswith("-")), None)
+    if command is None and words == ["--version"]:
+        print(f"upmirror {__version__}")  # without loading every command's module to build the full parser
+        return 0
     args = build_parser(command).parse_args(words)
     try:
         code: int = args.handler(args)
@@ -72,19 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except InputError as error:
-        print_error(str(error))
-        return EXIT_USAGE
-    except CommandError as error:
-        print_error(str(error))
-        return error.exit_code
-    except UpmirrorError as error:
-        print_error(str(error))
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except (UpmirrorError, OSError, KeyboardInterrupt) as error:
+        return report_failure(error)
+    return code
+
+
+def report_failure(error: UpmirrorError | OSError | KeyboardInterrupt) -> int:
+    """One line on stderr for a command that did not complete, and the exit code DESIGN.md gives it."""
+    if isinstance(error, KeyboardInterrupt):
         print_error("interrupted; finished work is kept")
         return EXIT_INTERRUPTED
-    return code
+    if isinstance(error, OSError):
+        # A local file the command needed could not be read or written.
+        print_error(f"{error.strerror or error}" + (f": {error.filename}" if error.filename is not None else ""))
+        return EXIT_FAILURE
+    print_error(str(error))
+    if isinstance(error, InputError):
+        return EXIT_USAGE
+    return error.exit_code if isinstance(error, CommandError) else EXIT_FAILURE
 
 
 if __name__ == "__main__":

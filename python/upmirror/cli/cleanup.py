@@ -7,8 +7,7 @@ import dataclasses
 import json
 import sys
 
-from upmirror.cli.common import EXIT_OK, format_bytes
-from upmirror.cli.options import add_dir_argument
+from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
 from upmirror.errors import InputError
 from upmirror.options import ServerDirectory
 

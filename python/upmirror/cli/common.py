@@ -3,6 +3,7 @@ otherwise)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,10 @@ class CommandError(UpmirrorError):
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def add_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", help="the server directory (default: $UPMIRROR_DIR, else the current directory)")
 
 
 def print_error(message: str) -> None:

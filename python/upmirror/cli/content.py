@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from upmirror._native import DuplicateGroup, VerifyReport, copy_content, deduplicate, verify_content
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
 from upmirror.errors import InputError
-from upmirror.options import ServerDirectory
+
+if TYPE_CHECKING:
+    from upmirror.options import ServerDirectory
 
 Report = TypeVar("Report")
 
@@ -141,6 +143,8 @@ def run_copy(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from upmirror.options import ServerDirectory  # noqa: PLC0415 (copy and dedup need no options)
+
     server = ServerDirectory.from_arg(args.dir)
     directory = Path(args.directory) if args.directory else server.content_dir(server.load())
     report = run_native("Verifying", verify_content, directory, full=args.full, threads=args.threads)

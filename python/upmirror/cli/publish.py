@@ -16,8 +16,7 @@ from pathlib import Path
 import msgspec
 
 from upmirror import content_relative_path, hash_files
-from upmirror.cli.common import EXIT_OK, format_bytes
-from upmirror.cli.options import add_dir_argument
+from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
 from upmirror.errors import InputError
 from upmirror.model import FileRef, PublishManifest, Update, decode_json
 from upmirror.options import ServerDirectory

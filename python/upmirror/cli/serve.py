@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from upmirror.cli.common import EXIT_OK, CommandError
-from upmirror.cli.options import add_dir_argument
+from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument
 from upmirror.errors import InputError
 from upmirror.options import ServerDirectory
 

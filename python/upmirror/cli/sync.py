@@ -9,8 +9,7 @@ import sys
 
 import msgspec
 
-from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, format_bytes, progress_display
-from upmirror.cli.options import add_dir_argument
+from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, add_dir_argument, format_bytes, progress_display
 from upmirror.errors import UpmirrorError
 from upmirror.model import SyncRecord
 from upmirror.options import ServerDirectory

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from upmirror.cli.common import EXIT_OK
-from upmirror.cli.options import add_dir_argument
+from upmirror.cli.common import EXIT_OK, add_dir_argument
 from upmirror.options import ServerDirectory
 from upmirror.store import Store
 

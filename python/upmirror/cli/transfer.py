@@ -8,9 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from upmirror.cli.common import EXIT_OK, format_bytes
+from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
 from upmirror.cli.fetch import parse_size
-from upmirror.cli.options import add_dir_argument
 from upmirror.errors import InputError
 from upmirror.options import ServerDirectory
 

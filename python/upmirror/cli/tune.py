@@ -10,9 +10,8 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from upmirror.cli.common import EXIT_OK, CommandError, format_bytes
+from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument, format_bytes
 from upmirror.cli.fetch import parse_size
-from upmirror.cli.options import add_dir_argument
 from upmirror.errors import InputError
 
 if TYPE_CHECKING:
