@@ -13,10 +13,13 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,6 +61,28 @@ def alternate(
 
 def run_quietly(command: list[str], **kwargs: object) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+
+
+# Runs the command given after the path of a file where it writes the command's peak RSS (KiB) and exits with the
+# command's status. A child's ru_maxrss starts from its parent's RSS at fork, so a command measured straight from
+# this (possibly large, after earlier workloads) benchmark process would report the benchmark's own high-water mark.
+_PEAK_RSS_OF_CHILD = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "code = os.waitstatus_to_exitcode(status)\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
+
+
+def run_with_peak_rss(command: list[str], **popen: Any) -> tuple[int, int]:
+    """Runs ``command`` (``popen`` as for subprocess.run, e.g. stdout=) through a small intermediate interpreter and
+    returns its exit status and its own peak RSS in bytes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        measured = Path(scratch) / "peak-rss"
+        done = subprocess.run([sys.executable, "-c", _PEAK_RSS_OF_CHILD, str(measured), *command], check=False, **popen)
+        return done.returncode, int(measured.read_text()) * 1024
 
 
 def runner(command: list[str]) -> Callable[[], None]:

@@ -5,7 +5,6 @@ peak RSS of the child process, its history record)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import msgspec
 from tests.support.upmirror_server import UpmirrorServer, add_token
 
+from benches.harness import run_with_peak_rss
 from upmirror import wsus
 from upmirror.cli.options import initialize
 from upmirror.options import Options, ServerDirectory, SourceOptions
@@ -89,23 +89,22 @@ class SyncRun:
 
 def run_sync(directory: Path) -> SyncRun:
     """``upmirror sync --dir DIRECTORY --json`` as a child process: its wall time (process start included), its
-    peak RSS (from wait4) and its history record; a sync that does not succeed stops the benchmark."""
+    own peak RSS (``run_with_peak_rss``) and its history record; a sync that does not succeed stops the benchmark."""
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen([*UPMIRROR, "sync", "--dir", str(directory), "--json"], stdout=stdout, stderr=stderr)
-        # wait4, not Popen.wait: it also gives this child's own resource usage (its peak RSS).
-        _, status, usage = os.wait4(child.pid, 0)
+        status, peak_rss = run_with_peak_rss(
+            [*UPMIRROR, "sync", "--dir", str(directory), "--json"], stdout=stdout, stderr=stderr
+        )
         seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         stdout.seek(0)
         stderr.seek(0)
         output, errors = stdout.read(), stderr.read()
-    if child.returncode != 0:
-        raise SystemExit(f"upmirror sync failed ({child.returncode}): {errors.decode(errors='replace')[-2000:]}")
+    if status != 0:
+        raise SystemExit(f"upmirror sync failed ({status}): {errors.decode(errors='replace')[-2000:]}")
     record = json.loads(output)
     if record["result"] != "succeeded":
         raise SystemExit(f"upmirror sync ended {record['result']}: {record['error'] or record['failed_files'][:3]}")
-    return SyncRun(seconds, usage.ru_maxrss * 1024, record)
+    return SyncRun(seconds, peak_rss, record)
 
 
 def content_files(directory: Path) -> list[Path]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.support.nginx import NginxServer
 
-from benches.harness import Report, alternate, require, run_quietly
+from benches.harness import Report, alternate, require, run_quietly, run_with_peak_rss
 from benches.w2_download import rclone_http_copy
 from upmirror import DownloadJob, HttpClient
 
@@ -36,24 +36,12 @@ def make_files(folder: Path, count: int, seed: int) -> int:
     return total
 
 
-# Runs a command and prints its peak RSS in KiB. A child's ru_maxrss starts from its parent's RSS at fork, so the
-# command is started by this small interpreter rather than by the (possibly large) benchmark process.
-MEASURE_RSS = (
-    "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-    "_, status, usage = os.wait4(child.pid, 0)\n"
-    "print(usage.ru_maxrss if status == 0 else -status)\n"
-)
-
-
 def peak_rss_mib(command: list[str]) -> float:
     """Runs a command and returns its peak resident memory."""
-    measured = int(
-        subprocess.run([sys.executable, "-c", MEASURE_RSS, *command], capture_output=True, check=True).stdout
-    )
-    if measured < 0:
-        raise SystemExit(f"{command[:3]} failed with status {-measured}")
-    return measured / 1024
+    status, peak_rss = run_with_peak_rss(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if status != 0:
+        raise SystemExit(f"{command[:3]} failed with status {status}")
+    return peak_rss / 2**20
 
 
 def run(quick: bool) -> Report:
