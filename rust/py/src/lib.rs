@@ -9,7 +9,7 @@
 use pyo3::prelude::*;
 
 // mimalloc for every Rust allocation of the extension (Python keeps its own): the download engine allocates per
-// request, and glibc's malloc cost about 10% of its CPU on many small files (W3).
+// request, and glibc's malloc is markedly slower at that on many small files (README, W3).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
