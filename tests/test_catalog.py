@@ -253,6 +253,8 @@ def test_publish_places_a_file_shared_by_two_updates_once(
         ("missing file", "is not in"),
         ("unknown product", "unknown product"),
         ("path in a name", "Expected `str` matching regex"),
+        ("space in an extension", 'file extension ".c ab" is not allowed'),
+        ("long extension", 'file extension ".cabinetfileextens" is not allowed'),
         ("not json", "malformed PublishManifest"),
         ("wrong type", "Expected `int`"),
     ],
@@ -274,6 +276,10 @@ def test_bad_manifests_are_refused_and_change_nothing(
         update["products"] = ["00000000-0000-4000-8000-000000000001"]
     elif problem == "path in a name":
         update["files"][0]["name"] = "../../etc/passwd"
+    elif problem == "space in an extension":
+        update["files"][0]["name"] = "good.c ab"
+    elif problem == "long extension":
+        update["files"][0]["name"] = "good.cabinetfileextens"
     elif problem == "wrong type":
         update["revision"] = "one"
     manifest.write_text("{not json" if problem == "not json" else json.dumps(document))

@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
+from upmirror._native import content_relative_path
 from upmirror.errors import InputError
 
 PROTOCOL_VERSION: Final = 1
@@ -59,6 +60,11 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     blake3: Sha256Hex | None = None
     languages: list[Language] = msgspec.field(default_factory=list)
     express: bool = False
+
+    def __post_init__(self) -> None:
+        # The content store's grammar of a content name (rust/core/src/store.rs) is the one grammar: a name whose
+        # extension it would refuse is refused here, when the record is decoded, with the store's own words.
+        content_relative_path(self.sha1, self.extension)
 
     @property
     def extension(self) -> str:
