@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunUpmirror
+from tests.support.tls import make_pki
 from upmirror import wsus
+from upmirror.catalog.tree import LANGUAGES as CATALOG_LANGUAGES
 
 SECRET = "s3cr3t-Pa55"
 
@@ -85,11 +87,13 @@ def test_init_refuses_an_existing_server_and_a_replica_without_upstream(
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("schedule.per_day", "25", "schedule.per_day"),
-        ("schedule.per_day", "0", "schedule.per_day"),
+        ("schedule.per_day", "25", "schedule.per_day must be 1-24, not 25"),
+        ("schedule.per_day", "0", "schedule.per_day must be 1-24, not 0"),
         ("schedule.per_day", "four", "whole number"),
-        ("schedule.first_sync", "25:00", "schedule.first_sync"),
-        ("proxy.port", "65536", "proxy.port"),
+        ("schedule.first_sync", "25:00", "schedule.first_sync must be HH:MM (UTC), e.g. 03:00, not '25:00'"),
+        ("schedule.first_sync", "noon", "schedule.first_sync must be HH:MM (UTC), e.g. 03:00, not 'noon'"),
+        ("proxy.port", "65536", "proxy.port must be 1-65535, not 65536"),
+        ("transfer.read_timeout_seconds", "0", "transfer.read_timeout_seconds must be a number above 0 and at most"),
         ("proxy.allow_basic_auth", "maybe", "true or false"),
         ("source.upstream", "gopher://x", "gopher://x"),
         ("no.such", "1", "unknown option 'no.such'"),
@@ -142,3 +146,103 @@ def test_a_directory_that_is_not_a_server_is_a_clear_error(tmp_path: Path, run_u
     result = run_upmirror("options", "show", "--dir", tmp_path)
     assert result.returncode == 2
     assert "not an upmirror server directory" in result.stderr
+
+
+def refused(server: Path, run_upmirror: RunUpmirror, *words: str | Path) -> str:
+    """Runs ``options set`` expecting exit 2, one line and an unchanged file; returns the line."""
+    before = (server / "upmirror.toml").read_bytes()
+    result = run_upmirror("options", "set", "--dir", server, *words)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (server / "upmirror.toml").read_bytes() == before
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (("languages", "klingon"), "unknown language 'klingon'; allowed: ar, bg,"),
+        (("languages", "en,xx-INVALID"), "unknown language 'xx-INVALID'"),
+        (("content.directory", ""), "content.directory must name a folder of its own"),
+        (("content.directory", "./"), "content.directory must name a folder of its own"),
+        (("server.host", "not a host!"), "server.host must be an IP address or a host name"),
+        (("proxy.host", "proxy host"), "proxy.host must be an IP address or a host name"),
+        (
+            ("schedule.per_day", "24", "schedule.max_random_offset_minutes", "60"),
+            "schedule.max_random_offset_minutes must be less than the 60 minutes between 24 syncs a day, not 60",
+        ),
+        (("schedule.per_day", "24"), "less than the 60 minutes between 24 syncs a day, not 90"),
+    ],
+)
+def test_values_a_later_command_would_refuse_are_refused_when_set(
+    server: Path, run_upmirror: RunUpmirror, words: tuple[str, ...], message: str
+) -> None:
+    if words == ("schedule.per_day", "24"):  # a spacing that no longer fits the offset already set
+        assert (
+            run_upmirror("options", "set", "--dir", server, "schedule.max_random_offset_minutes", "90").returncode == 0
+        )
+    assert message in refused(server, run_upmirror, *words)
+
+
+def test_a_ca_file_must_exist_and_hold_a_certificate(server: Path, tmp_path: Path, run_upmirror: RunUpmirror) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    assert f"source.ca_file '{missing}' does not exist" in refused(server, run_upmirror, "source.ca_file", missing)
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    assert "holds no certificate" in refused(server, run_upmirror, "source.ca_file", not_pem)
+    make_pki(tmp_path)
+    result = run_upmirror("options", "set", "--dir", server, "source.ca_file", "test-ca.pem", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_options(server)["source"]["ca_file"] == str(tmp_path / "test-ca.pem")  # type: ignore[index]
+
+
+def test_times_and_languages_are_stored_in_their_usual_spelling(server: Path, run_upmirror: RunUpmirror) -> None:
+    result = run_upmirror("options", "set", "--dir", server, "schedule.first_sync", "3:00", "languages", "EN,zh-cn")
+    assert result.returncode == 0, result.stderr
+    options = read_options(server)
+    assert options["schedule"]["first_sync"] == "03:00"  # type: ignore[index]
+    assert options["languages"] == ["en", "zh-CN"]
+
+
+def test_every_language_updates_come_in_is_a_known_language() -> None:
+    assert set(CATALOG_LANGUAGES) <= set(wsus.LANGUAGES)
+    assert len(wsus.LANGUAGES) >= 35
+
+
+def test_values_that_no_longer_fit_together_can_be_repaired(server: Path, run_upmirror: RunUpmirror) -> None:
+    path = server / "upmirror.toml"
+    path.write_text(path.read_text().replace("per_day = 1\n", "per_day = 24\n").replace("= 30\n", "= 300\n"))
+    shown = run_upmirror("options", "show", "--dir", server)
+    assert shown.returncode == 2
+    assert "schedule.max_random_offset_minutes must be less than the 60 minutes" in shown.stderr
+    fixed = run_upmirror("options", "set", "--dir", server, "schedule.max_random_offset_minutes", "20")
+    assert fixed.returncode == 0, fixed.stderr
+    assert run_upmirror("options", "show", "--dir", server).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'[source]\nupstream = "\xff\xfe"\n', "is not UTF-8 text (byte 0xff at offset 21)"),
+        (b"", "is empty, so it no longer says whether this is a root or a downstream server"),
+        (b"[server]\nport = 8530\n", "has no [source] section"),
+        (b"[source]\ntoken = 'x'\n", "has no source.upstream"),
+    ],
+)
+def test_an_options_file_that_is_not_utf8_or_lost_its_role_is_refused_by_every_command(
+    server: Path, run_upmirror: RunUpmirror, content: bytes, message: str
+) -> None:
+    (server / "upmirror.toml").write_bytes(content)
+    for command in (("options", "show"), ("status",), ("updates", "list"), ("products", "list"), ("options", "set")):
+        extra = ("languages", "en") if command == ("options", "set") else ()
+        result = run_upmirror(*command, "--dir", server, *extra)
+        assert result.returncode == 2, (command, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (server / "upmirror.toml").read_bytes() == content
+
+
+def test_init_writes_the_role_of_a_root_server(tmp_path: Path, run_upmirror: RunUpmirror) -> None:
+    assert run_upmirror("init", "--dir", tmp_path / "root").returncode == 0
+    assert read_options(tmp_path / "root")["source"]["upstream"] == ""  # type: ignore[index]
+    assert run_upmirror("status", "--dir", tmp_path / "root").returncode == 0

@@ -235,10 +235,10 @@ def test_a_language_the_upstream_lacks_is_a_clear_error(
     root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
 ) -> None:
     _, _, relay, token = root
-    down = make_downstream(tmp_path / "down", relay.url, token, ("languages", "en,tlh"))
+    down = make_downstream(tmp_path / "down", relay.url, token, ("languages", "en,bg"))  # known, not in the catalog
     code, _, stderr = sync(down)
     assert code == 2
-    assert "language 'tlh' is not offered by the upstream server" in stderr
+    assert "language 'bg' is not offered by the upstream server" in stderr
     assert stored(down) == {}
 
 

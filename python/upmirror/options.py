@@ -7,17 +7,21 @@ The file holds secrets (the upstream token, the proxy password), so it is always
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
+import msgspec.inspect
 import tomli_w
 
 from upmirror import wsus
-from upmirror.errors import InputError
+from upmirror._native import HttpClient
+from upmirror.errors import InputError, one_line
 
 OPTIONS_FILE: Final = "upmirror.toml"
 DATABASE_FILE: Final = "upmirror.db"
@@ -25,6 +29,12 @@ SECRET_FIELDS: Final = frozenset({"source.token", "proxy.password"})
 REDACTED: Final = "********"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+# A host name (RFC 1123 labels) or an IP address; checked with ``ipaddress`` first.
+_LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+# A time of day as people type it (3:00, 03:00, 03:00:30); stored as HH:MM[:SS].
+TIME_OF_DAY: Final = re.compile(r"^(\d{1,2}):(\d{2})(:\d{2})?$")
 
 
 class SourceOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,7 +66,10 @@ class ScheduleOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``retry_interval_minutes`` apart."""
 
     automatic: bool = False
-    first_sync: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")] = "03:00"
+    first_sync: Annotated[
+        str,
+        msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", description="HH:MM (UTC), e.g. 03:00"),
+    ] = "03:00"
     per_day: Annotated[int, msgspec.Meta(ge=1, le=24)] = 1
     max_random_offset_minutes: Annotated[int, msgspec.Meta(ge=0, le=720)] = 30
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
@@ -148,10 +161,31 @@ def validate_upstream_url(url: str) -> str:
 
 
 def validate(options: Options) -> Options:
-    """Checks what the field types cannot: the upstream URL, and that a proxy in use names its host."""
+    """Checks what the field types cannot: the upstream URL, host names, known languages, a content directory of its
+    own, a random offset within the schedule's spacing, and the options that go together."""
     validate_upstream_url(options.source.upstream)
     if options.proxy.enabled and not options.proxy.host:
         raise InputError("proxy.host must be set when proxy.enabled is true")
+    for key, host in (("server.host", options.server.host), ("proxy.host", options.proxy.host)):
+        if (host or key == "server.host") and not is_host(host):
+            raise InputError(
+                f"{key} must be an IP address or a host name (letters, digits, hyphens and dots), "
+                f"e.g. 0.0.0.0 or wsus1.example.com, not {host!r}"
+            )
+    if os.path.normpath(options.content.directory) == ".":
+        raise InputError(
+            "content.directory must name a folder of its own (e.g. content, or an absolute path), "
+            f"not the server directory: {options.content.directory!r}"
+        )
+    unknown = [language for language in options.languages if language not in wsus.LANGUAGES]
+    if unknown:
+        raise InputError(f"unknown language {unknown[0]!r}; allowed: {', '.join(wsus.LANGUAGES)}")
+    spacing = 24 * 60 / options.schedule.per_day
+    if options.schedule.max_random_offset_minutes >= spacing:
+        raise InputError(
+            f"schedule.max_random_offset_minutes must be less than the {spacing:.4g} minutes between "
+            f"{options.schedule.per_day} syncs a day, not {options.schedule.max_random_offset_minutes}"
+        )
     if bool(options.server.tls_certificate) != bool(options.server.tls_key):
         raise InputError("server.tls_certificate and server.tls_key go together: set both, or neither for plain HTTP")
     for key in ("products", "classifications", "languages"):
@@ -161,22 +195,77 @@ def validate(options: Options) -> Options:
     return options
 
 
+def is_host(text: str) -> bool:
+    """An IP address (v4 or v6) or a host name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return bool(HOST_NAME.match(text))
+    return True
+
+
 def from_data(data: Any, *, check: bool = True) -> Options:
     """Options from plain data; ``check`` also applies the checks across fields (``validate``)."""
     try:
         options = msgspec.convert(data, Options)
     except msgspec.ValidationError as error:
-        raise InputError(f"invalid option: {describe_validation_error(error)}") from None
+        raise InputError(describe_validation_error(error, data)) from None
     return validate(options) if check else options
 
 
-def describe_validation_error(error: msgspec.ValidationError) -> str:
-    """msgspec says "Expected `int` <= 24 - at `$.schedule.per_day`"; users think in ``schedule.per_day``."""
-    message = str(error)
-    if " - at `$." in message:
-        problem, _, where = message.partition(" - at `$.")
-        return f"{where.rstrip('`')}: {problem}"
-    return message
+def describe_validation_error(error: msgspec.ValidationError, data: object = None) -> str:
+    """msgspec says "Expected `int` <= 24 - at `$.schedule.per_day`"; users read "schedule.per_day must be 1-24, not
+    25": the option's name, what it allows in words (from its type and constraints), and the value found in
+    ``data``."""
+    problem, _, where = str(error).partition(" - at `$")
+    path: list[str | int] = [
+        name or int(index) for name, index in re.findall(r"\.([^.\[`]+)|\[(\d+)\]", where.rstrip("`"))
+    ]
+    names = [part for part in path if isinstance(part, str)]
+    unknown = re.match(r"Object contains unknown field `(.*)`", problem)
+    if unknown:
+        return f"unknown option {'.'.join([*names, unknown[1]])!r}"
+    kind: Any = msgspec.inspect.type_info(Options)
+    for part in path:
+        kind = _unwrap(kind)[0]
+        if isinstance(kind, msgspec.inspect.StructType):
+            kind = next(field.type for field in kind.fields if field.name == part)
+        elif isinstance(kind, msgspec.inspect.ListType):
+            kind = kind.item_type
+    kind, description = _unwrap(kind)
+    message = f"{'.'.join(names) or 'the options file'} must be {description or _allowed(kind)}"
+    value = data
+    for part in path:
+        try:
+            value = value[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return message
+    return f"{message}, not {one_line(repr(value))}"
+
+
+def _unwrap(kind: Any) -> tuple[Any, str]:
+    """A type without its ``Meta`` annotations, and the description they give (or "")."""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        return kind.type, (kind.extra_json_schema or {}).get("description", "")
+    return kind, ""
+
+
+def _allowed(kind: Any) -> str:
+    """What a type with its constraints allows, in words."""
+    inspect = msgspec.inspect
+    if isinstance(kind, inspect.IntType) and kind.ge is not None and kind.le is not None:
+        return f"{kind.ge}-{kind.le}"
+    if isinstance(kind, inspect.FloatType):
+        low = f"above {kind.gt}" if kind.gt is not None else f"from {kind.ge}" if kind.ge is not None else ""
+        high = "" if kind.le is None else f"and at most {kind.le}" if kind.gt is not None else f"to {kind.le}"
+        return " ".join(part for part in ("a number", low, high) if part)
+    words: dict[type, str] = {
+        inspect.BoolType: "true or false",
+        inspect.IntType: "a whole number",
+        inspect.ListType: "a list of names (comma-separated on the command line)",
+        inspect.StructType: "a table of options",
+    }
+    return words.get(type(kind), "text")
 
 
 class ServerDirectory:
@@ -208,18 +297,43 @@ class ServerDirectory:
     def exists(self) -> bool:
         return self.options_path.is_file()
 
-    def load(self) -> Options:
+    def load(self, *, check: bool = True) -> Options:
+        """The options in the file; ``check`` off skips the checks across fields (``options set`` can then repair a
+        file whose values no longer fit together). A file that is not UTF-8 TOML, or that no longer says the
+        server's role (an empty file, a lost [source] section), is refused rather than read as a root server."""
         if not self.exists():
             raise InputError(f"{self.root} is not an upmirror server directory (run `upmirror init --dir {self.root}`)")
+        raw = self.options_path.read_bytes()
         try:
-            data = tomllib.loads(self.options_path.read_text())
+            text = raw.decode()
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"{self.options_path} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+                "restore it from a backup or correct it in an editor"
+            ) from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
-            raise InputError(f"{self.options_path}: not valid TOML: {error}") from None
-        return from_data(data)
+            raise InputError(f"{self.options_path}: not valid TOML: {one_line(str(error))}") from None
+        source = data.get("source")
+        if not isinstance(source, dict) or "upstream" not in source:
+            lost = "is empty" if not data else "has no [source] section" if source is None else "has no source.upstream"
+            raise InputError(
+                f"{self.options_path} {lost}, so it no longer says whether this is a root or a downstream server; "
+                'restore it from a backup, or add [source] with upstream = "" (a root server) or '
+                'upstream = "http://HOST:8530" (a downstream server)'
+            )
+        try:
+            return from_data(data, check=check)
+        except InputError as error:
+            raise InputError(f"{self.options_path}: {error}") from None
 
     def save(self, options: Options) -> None:
-        """Writes the options atomically with mode 0600 (they hold secrets)."""
-        text = tomli_w.dumps(msgspec.to_builtins(validate(options)))
+        """Writes the options atomically with mode 0600 (they hold secrets), every section spelt out (the file
+        always says the server's role)."""
+        if self.content_dir(validate(options)).resolve() == self.root.resolve():
+            raise InputError(f"content.directory must name a folder of its own, not the server directory {self.root}")
+        text = tomli_w.dumps(msgspec.to_builtins(options))
         temporary = self.options_path.with_suffix(".toml.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as f:
@@ -243,12 +357,55 @@ def set_option(options: Options, key: str, value: str, *, check: bool = True) ->
     if key not in allowed:
         raise InputError(f"unknown option {key!r}; options are: {', '.join(allowed)}")
     current = data[section][name] if name else data[section]
-    parsed = parse_value(key, value, current)
+    parsed = NORMALIZE.get(key, _unchanged)(parse_value(key, value, current))
     if name:
         data[section][name] = parsed
     else:
         data[section] = parsed
     return from_data(data, check=check)
+
+
+def normalize_time(value: object) -> object:
+    """3:00 -> 03:00 (what the schedule's pattern then checks)."""
+    match = TIME_OF_DAY.match(str(value))
+    return f"{int(match[1]):02d}:{match[2]}{match[3] or ''}" if match else value
+
+
+def normalize_languages(value: object) -> object:
+    """Known language codes in their usual spelling whatever the case typed (zh-cn -> zh-CN)."""
+    spelling = {code.casefold(): code for code in wsus.LANGUAGES}
+    return [spelling.get(str(code).casefold(), code) for code in value] if isinstance(value, list) else value
+
+
+def check_ca_file(value: object) -> object:
+    """A CA bundle must exist and hold a certificate now, not fail the next sync; it is stored as an absolute path
+    (a sync or the scheduler runs from another directory)."""
+    if not value:
+        return value
+    path = Path(str(value)).expanduser().absolute()
+    try:
+        HttpClient(ca_file=path)  # the client the sync builds, with the same reading of the bundle
+    except FileNotFoundError:
+        raise InputError(f"source.ca_file {str(path)!r} does not exist; give a PEM file of CA certificates") from None
+    except OSError as error:
+        raise InputError(f"source.ca_file {str(path)!r} cannot be read: {error.strerror}") from None
+    except ValueError:
+        raise InputError(
+            f"source.ca_file {str(path)!r} holds no certificate; give a PEM file of CA certificates"
+        ) from None
+    return str(path)
+
+
+def _unchanged(value: object) -> object:
+    return value
+
+
+# Keys whose text is put in its stored form, or checked against the machine, when set.
+NORMALIZE: Final = {
+    "schedule.first_sync": normalize_time,
+    "languages": normalize_languages,
+    "source.ca_file": check_ca_file,
+}
 
 
 def parse_value(key: str, text: str, current: object) -> object:

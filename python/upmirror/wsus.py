@@ -29,3 +29,17 @@ WINDOWS_FAMILY: Final = "6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"
 # WSUS ports: 8530 plain, 8531 TLS.
 DEFAULT_PORT: Final = 8530
 DEFAULT_TLS_PORT: Final = 8531
+
+# The languages updates come in: code -> name. The codes WSUS offers (en, de, zh-CN, ...), spelt as Microsoft Update
+# spells them in update metadata (language-REGION); "nb" and "pt-PT" are the current codes of "no" and "pt". A language
+# outside this table is refused where it is set; one the upstream does not offer is refused by the sync.
+LANGUAGES: Final[dict[str, str]] = {
+    "ar": "Arabic", "bg": "Bulgarian", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek",
+    "en": "English", "es": "Spanish", "et": "Estonian", "fi": "Finnish", "fr": "French", "he": "Hebrew",
+    "hi": "Hindi", "hr": "Croatian", "hu": "Hungarian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
+    "lt": "Lithuanian", "lv": "Latvian", "nb": "Norwegian (Bokmål)", "nl": "Dutch", "no": "Norwegian",
+    "pl": "Polish", "pt": "Portuguese", "pt-BR": "Portuguese (Brazil)", "pt-PT": "Portuguese (Portugal)",
+    "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian", "sr": "Serbian", "sv": "Swedish",
+    "th": "Thai", "tr": "Turkish", "uk": "Ukrainian", "zh-CN": "Chinese (Simplified)",
+    "zh-HK": "Chinese (Hong Kong)", "zh-TW": "Chinese (Traditional)",
+}  # fmt: skip

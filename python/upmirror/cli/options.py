@@ -91,7 +91,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_set(args: argparse.Namespace) -> int:
     directory = ServerDirectory.from_arg(args.dir)
-    options = directory.load()
+    options = directory.load(check=False)  # values that no longer fit together can be repaired here
     words = [args.key, args.value, *args.more]
     if len(words) % 2:
         raise InputError(f"option {words[-1]!r} has no value: give KEY VALUE pairs")
