@@ -6,13 +6,22 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import tomli_w
 
 from upmirror.cli.common import EXIT_OK
-from upmirror.errors import InputError
+from upmirror.errors import InputError, UpmirrorError
+from upmirror.model import Category
 from upmirror.options import Options, ServerDirectory, set_option, validate, validate_upstream_url
 from upmirror.store import Store
+
+if TYPE_CHECKING:
+    from upmirror.upstream import Upstream
+
+T = TypeVar("T")
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -102,9 +111,12 @@ def run_set(args: argparse.Namespace) -> int:
         if key in ("products", "classifications"):
             if options.source.replica:
                 raise InputError(f"this server is a replica: its {key} follow its upstream and cannot be changed here")
-            value = ",".join(resolve_categories(directory, key, text))
+            value = ",".join(resolve_categories(directory, key, text, updated))
         updated = set_option(updated, key, value, check=False)
-    directory.save(validate(updated))
+    validate(updated)
+    if any(key == "languages" for key, _ in pairs):
+        check_offered_languages(directory, updated)
+    directory.save(updated)
     shown = updated.redacted()
     for key, _ in pairs:
         section, _, name = key.partition(".")
@@ -112,19 +124,64 @@ def run_set(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def resolve_categories(directory: ServerDirectory, key: str, text: str) -> list[str]:
+def ask_upstream(options: Options, question: Callable[[Upstream], T]) -> T:
+    """One question to the upstream, asked once: a person is waiting, and a failure is theirs to judge."""
+    from upmirror.upstream import Upstream  # noqa: PLC0415 (only the commands that ask pay for it)
+
+    once = msgspec.structs.replace(options, transfer=msgspec.structs.replace(options.transfer, retries=0))
+    try:
+        return question(Upstream(once))
+    except (OSError, ValueError) as error:  # the client could not be built (source.ca_file)
+        raise UpmirrorError(str(error)) from None
+
+
+def check_offered_languages(directory: ServerDirectory, options: Options) -> None:
+    """After a first sync, a downstream's languages must be among those its upstream offers (one question to it;
+    when it cannot be asked, the next sync checks)."""
+    from upmirror.filters import check_languages  # noqa: PLC0415
+
+    if options.is_root:
+        return
+    with Store.open(directory.database_path) as store:
+        synchronized = bool(store.sync_state().upstream_id)
+    if not synchronized:
+        return
+    try:
+        offered = ask_upstream(options, lambda upstream: upstream.server_info().languages)
+    except UpmirrorError:
+        return
+    check_languages(options.languages, offered)
+
+
+def server_categories(directory: ServerDirectory, options: Options) -> list[Category]:
+    """The categories the server knows: those stored, else (a downstream before its first sync) the upstream's,
+    asked for and not stored. Raises UpmirrorError when the upstream cannot be asked."""
+    with Store.open(directory.database_path) as store:
+        categories = store.categories()
+    if categories or options.is_root:
+        return categories
+    return ask_upstream(options, lambda upstream: upstream.categories("").categories)
+
+
+def resolve_categories(directory: ServerDirectory, key: str, text: str, options: Options) -> list[str]:
     """Products or classifications named by title or id, checked against those the server knows (from its
     upstream, or its own catalog); a parent and its child together are stored as the parent alone."""
     from upmirror.filters import ProductTree, resolve_names  # noqa: PLC0415
-    from upmirror.store import Store  # noqa: PLC0415
 
-    with Store.open(directory.database_path) as store:
-        categories = store.categories()
+    values = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        categories = server_categories(directory, options)
+    except UpmirrorError as error:
+        if all(GUID.match(value) for value in values):
+            return values  # ids are taken as they are and checked by the first sync
+        raise InputError(
+            f"{key} {text!r}: names need the upstream's list, and it could not be asked ({error}); "
+            "give ids, or synchronize once"
+        ) from None
     kinds = ("family", "product") if key == "products" else ("classification",)
     known = {c.id: c.title for c in categories if c.kind in kinds}
-    values = [item.strip() for item in text.split(",") if item.strip()]
     if not known and all(GUID.match(value) for value in values):
-        return values  # nothing synchronized yet: ids are taken as they are and checked by the first sync
+        return values  # nothing known yet: ids are taken as they are and checked by the first sync
     resolved = resolve_names(key.rstrip("s"), values, known)
     if key == "products":
         resolved = ProductTree([c for c in categories if c.kind in kinds]).normalize(resolved)

@@ -8,11 +8,11 @@ import json
 import sys
 from collections.abc import Iterator
 
-from upmirror.cli.common import EXIT_OK
-from upmirror.cli.options import add_dir_argument
-from upmirror.errors import InputError
+from upmirror.cli.common import EXIT_OK, add_dir_argument
+from upmirror.cli.options import server_categories
+from upmirror.errors import InputError, UpmirrorError
 from upmirror.filters import ProductTree
-from upmirror.model import ApprovalAction, Update
+from upmirror.model import ApprovalAction, Category, Update
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store
 
@@ -52,6 +52,17 @@ def open_server(args: argparse.Namespace) -> tuple[Options, Store]:
     directory = ServerDirectory.from_arg(args.dir)
     options = directory.load()
     return options, Store.open(directory.database_path)
+
+
+def known_categories(args: argparse.Namespace, kinds: tuple[str, ...]) -> tuple[Options, list[Category]]:
+    """The server's options and the categories of ``kinds`` it knows (the upstream's before a first sync)."""
+    directory = ServerDirectory.from_arg(args.dir)
+    options = directory.load()
+    try:
+        categories = server_categories(directory, options)
+    except UpmirrorError:
+        categories = []  # the upstream cannot be asked now: nothing known yet
+    return options, [c for c in categories if c.kind in kinds]
 
 
 def iter_updates(store: Store, approval: str | None) -> Iterator[tuple[Update, ApprovalAction]]:
@@ -106,9 +117,7 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def run_products(args: argparse.Namespace) -> int:
-    options, store = open_server(args)
-    with store:
-        categories = [c for c in store.categories() if c.kind in ("family", "product")]
+    options, categories = known_categories(args, ("family", "product"))
     tree = ProductTree(categories)
     rows = []
     for category in sorted(categories, key=lambda c: (c.parent is not None, c.title)):
@@ -139,9 +148,8 @@ def run_products(args: argparse.Namespace) -> int:
 
 
 def run_classifications(args: argparse.Namespace) -> int:
-    options, store = open_server(args)
-    with store:
-        classifications = sorted((c for c in store.categories() if c.kind == "classification"), key=lambda c: c.title)
+    options, categories = known_categories(args, ("classification",))
+    classifications = sorted(categories, key=lambda c: c.title)
     if args.json:
         print(
             json.dumps(
