@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.proxy import TinyProxy
+from tests.support.relay import CountingRelay
 from tests.support.tls import make_pki
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from tests.test_sync import make_downstream, make_root, ok, stored, sync, upmirror
@@ -161,3 +162,44 @@ def test_synchronize_now_through_the_admin_interface(root: Path, tmp_path: Path)
             assert document["history"][0]["trigger"] == "manual"
             assert document["role"] == "autonomous"
         assert stored(down)
+
+
+def test_an_upstream_gone_during_the_content_phase_fails_the_sync_as_unreachable(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "orphaned-branch")
+    with UpmirrorServer(root, token=token) as server, CountingRelay(server.port) as relay:
+        down = make_downstream(tmp_path / "down", relay.url, token)
+        relay.go_down_on(b"GET /Content/")  # the metadata phase completes; the first file request takes it all down
+        code, record, stderr = sync(down)
+    assert code == 1, stderr
+    assert "is unreachable" in stderr
+    entry = history(down)[0]
+    # Not "partial" with every file retried and named: the sync failed as unreachable, for the scheduler to retry.
+    assert entry["result"] == "failed"
+    assert entry["upstream_unreachable"] is True
+    assert f"{relay.url} is unreachable" in str(entry["error"])
+    assert entry["failed_files"] == []
+    assert record == {} or record["result"] == "failed"
+
+
+def test_a_proxy_refusing_the_credentials_or_down_is_named_not_the_upstream(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "proxied-branch-2")
+    with UpmirrorServer(root, token=token) as server, TinyProxy(user="syncer", password=PROXY_PASSWORD) as proxy:
+        port = proxy.rsplit(":", 1)[1]
+        down = make_downstream(tmp_path / "down", server.url, token, ("transfer.retries", "0"))
+        ok("options", "set", "--dir", down, "proxy.enabled", "true", "proxy.host", "127.0.0.1", "proxy.port", port)
+        ok("options", "set", "--dir", down, "proxy.user", "syncer", "proxy.password", "wrong-" + PROXY_PASSWORD)
+        ok("options", "set", "--dir", down, "proxy.allow_basic_auth", "true")
+        # tinyproxy answers wrong credentials with 401, which reads like the upstream refusing the token.
+        code, _, stderr = sync(down)
+        assert code == 1
+        assert f"the proxy http://127.0.0.1:{port} refused the credentials (HTTP 401)" in stderr
+        assert "source.token" not in stderr
+        assert PROXY_PASSWORD not in stderr
+    # The proxy is stopped now: it is the proxy that is unreachable, not the upstream (which still runs).
+    with UpmirrorServer(root, token=token):
+        code, _, stderr = sync(down)
+    assert code == 1
+    assert f"proxy http://127.0.0.1:{port} is unreachable" in stderr
+    assert PROXY_PASSWORD not in stderr
+    entry = history(down)[0]
+    assert entry["upstream_unreachable"] is True

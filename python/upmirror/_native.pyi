@@ -23,6 +23,7 @@ __all__ = [
     "ProgressSnapshot",
     "ProxyAuthenticationError",
     "TlsError",
+    "UnreachableError",
     "UpmirrorError",
     "VerifyReport",
     "__version__",
@@ -41,6 +42,9 @@ class UpmirrorError(Exception):
 
 class HttpError(UpmirrorError):
     """A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."""
+
+class UnreachableError(HttpError):
+    """No connection could be made; the message names the origin, or the proxy when requests go through one."""
 
 class TlsError(HttpError):
     """The TLS handshake failed (untrusted or mismatched certificate)."""
@@ -189,6 +193,9 @@ class DownloadReport:
     @property
     def bytes_reused(self) -> int: ...
     @property
+    def unreachable(self) -> str | None:
+        """Why an origin was given up (unreachable past the outage budget), naming it or the proxy; else None."""
+    @property
     def elapsed_seconds(self) -> float: ...
 
 @final
@@ -242,6 +249,7 @@ class HttpClient:
         max_in_flight_bytes: int | None = None,
         retries: int | None = None,
         backoff: float | None = None,
+        outage_budget: float | None = None,
         progress: _ProgressCallback | None = None,
     ) -> DownloadReport: ...
 

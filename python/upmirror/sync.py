@@ -350,6 +350,8 @@ class Synchronizer:
             self.record.files_present += report.skipped
             self.record.files_failed += report.failed
             self.record.bytes_downloaded += report.bytes_transferred
+            if report.unreachable:  # the upstream stayed unreachable: the scheduler's retries take over
+                raise UpstreamUnreachableError(report.unreachable)
             self.record.failed_files.extend(
                 f"{file.name} ({file.sha1}): {outcome.reason}"
                 for file, outcome in zip(files, report.outcomes, strict=True)

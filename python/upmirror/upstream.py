@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import Final, TypeVar
 
-from upmirror._native import HttpClient, HttpError, HttpResponse, ProxyAuthenticationError, content_relative_path
+from upmirror._native import (
+    HttpClient,
+    HttpError,
+    HttpResponse,
+    ProxyAuthenticationError,
+    UnreachableError,
+    content_relative_path,
+)
 from upmirror.errors import UpmirrorError, one_line
 from upmirror.model import (
     MSGPACK,
@@ -101,7 +108,13 @@ class Upstream:
                 raise  # a configuration problem: retrying cannot help
             except HttpError as error:
                 if attempt >= self.retries:
-                    raise UpstreamUnreachableError(f"upstream {self.base} unreachable: {error}") from None
+                    # An UnreachableError names what could not be reached: the upstream, or the proxy.
+                    reason = (
+                        str(error)
+                        if isinstance(error, UnreachableError)
+                        else f"upstream {self.base} unreachable: {error}"
+                    )
+                    raise UpstreamUnreachableError(reason) from None
                 time.sleep(backoff(attempt, None))
             else:
                 if response.status not in RETRYABLE_STATUS or attempt >= self.retries:

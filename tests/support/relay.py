@@ -2,10 +2,12 @@
 upmirror's own accounting. ``with CountingRelay(port) as relay:`` forwards ``relay.port`` to ``port`` on a thread;
 ``relay.downstream_bytes`` is what the upstream sent through it, ``relay.connections`` how many were opened.
 ``relay.reset()`` zeroes the counters between two syncs. ``sent_to_upstream`` keeps the first MiB of what clients
-sent, for tests that check what a request carried."""
+sent, for tests that check what a request carried. ``relay.go_down_on(b"GET /Content/")`` makes the upstream vanish
+the moment a client sends that: every connection is cut and the port refuses new ones from then on."""
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -26,6 +28,8 @@ class CountingRelay:
         self.sent_to_upstream = bytearray()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._down = threading.Event()
+        self._down_on: bytes | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -36,6 +40,17 @@ class CountingRelay:
         with self._lock:
             self.downstream_bytes = self.upstream_bytes = self.connections = 0
             self.sent_to_upstream.clear()
+
+    def go_down_on(self, marker: bytes) -> None:
+        self._down_on = marker
+
+    def _go_down(self) -> None:
+        self._down.set()
+        # Shut down, not only closed: the listening socket stops at once (a thread may still be polling it), so
+        # every connection from now on is refused.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
 
     def __enter__(self) -> CountingRelay:
         self.listener.settimeout(0.2)
@@ -67,14 +82,17 @@ class CountingRelay:
         with client, server, selectors.DefaultSelector() as selector:
             selector.register(client, selectors.EVENT_READ, server)
             selector.register(server, selectors.EVENT_READ, client)
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._down.is_set():
                 for key, _ in selector.select(timeout=0.2):
                     source: socket.socket = key.fileobj  # type: ignore[assignment]
                     try:
                         data = source.recv(BUFFER)
                     except OSError:
                         return
-                    if not data:
+                    if not data or self._down.is_set():
+                        return
+                    if source is client and self._down_on is not None and self._down_on in data:
+                        self._go_down()
                         return
                     with self._lock:
                         if source is server:

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
 use crate::error::message_chain;
-use crate::http::holds_rustls_error;
+use crate::http::{holds_connect_failure, holds_rustls_error};
 
 /// A TCP stream, or a TLS session over one.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -33,6 +33,9 @@ type Driver = http1::Connection<TokioIo<Box<dyn Stream>>, Empty<Bytes>>;
 /// Why a connection could not carry a request or its answer; `http` turns it into an error naming the URL.
 #[derive(Debug)]
 pub enum ConnectionError {
+    /// No TCP connection could be made: refused, no route, or timed out.
+    Unreachable(String),
+    /// Connecting failed otherwise: a name that does not resolve, a reset during the TLS handshake.
     Connect(String),
     /// The TLS handshake failed (an untrusted or mismatched certificate, a protocol error).
     Tls(String),
@@ -67,7 +70,11 @@ impl Connection {
             .map_err(|_| ConnectionError::Connect(format!("{authority:?} is not a host and port")))?;
         let connected = tcp.clone().call(uri).await.map_err(|e| {
             let message = chain(&e);
-            if message.contains("timed out") { ConnectionError::TimedOut } else { ConnectionError::Connect(message) }
+            if holds_connect_failure(&e) {
+                ConnectionError::Unreachable(message)
+            } else {
+                ConnectionError::Connect(message)
+            }
         })?;
         let stream: Box<dyn Stream> = match tls {
             None => Box::new(connected.into_inner()),

@@ -23,6 +23,12 @@ pub enum Error {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
 
+    /// No connection could be made (refused, no route, the connect timed out, a name that does not resolve).
+    /// `target` names what could not be reached: an origin (`http://host:port`, no credentials), or `proxy ...` when
+    /// the requests go through a proxy, which is then the one at fault.
+    #[error("{target} is unreachable: {message}")]
+    Unreachable { target: String, message: String },
+
     /// The TLS handshake failed: an untrusted or mismatched certificate, or a protocol error.
     #[error("{url}: TLS: {message}")]
     Tls { url: String, message: String },

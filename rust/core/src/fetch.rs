@@ -11,7 +11,7 @@
 //! Journals are not fsynced: a killed process loses nothing the page cache holds, and after a power loss a record
 //! whose bytes did not reach the disk fails its XXH3 check.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, LAST_MODIFIED, RANGE, RETRY_AFTER};
@@ -42,6 +42,11 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Bytes requested but not yet written, over all connections.
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 512 << 20;
 pub const DEFAULT_RETRIES: u32 = 5;
+/// How long an origin may stay unreachable before its files end as "unreachable" (a restarted server is back well
+/// within it; one that is gone costs this long once, not retries for every file).
+pub const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(30);
+/// Connections in a row that could not be made (over all files of an origin) before the origin counts as down.
+const CIRCUIT_THRESHOLD: u32 = 3;
 
 /// Received bytes are gathered into writes of this size (fewer system calls than one write per network read).
 const WRITE_BUFFER: usize = 1 << 20;
@@ -193,6 +198,9 @@ pub struct DownloadOptions {
     /// The first retry waits about this long (with jitter), doubling up to `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long an origin that no connection reaches is waited for (probed with growing pauses) before every file
+    /// still to come from it ends as unreachable. Connection failures never count against a file's retries.
+    pub outage_budget: Duration,
 }
 
 impl Default for DownloadOptions {
@@ -204,6 +212,7 @@ impl Default for DownloadOptions {
             retries: DEFAULT_RETRIES,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
+            outage_budget: DEFAULT_OUTAGE_BUDGET,
         }
     }
 }
@@ -251,6 +260,9 @@ pub struct DownloadReport {
     pub bytes_transferred: u64,
     /// Bytes of verified chunks kept from an earlier, interrupted run.
     pub bytes_reused: u64,
+    /// Set when an origin stayed unreachable past the outage budget: why (naming the origin, or the proxy). Its
+    /// files failed with this reason; the caller may treat the whole run as "upstream unreachable".
+    pub unreachable: Option<String>,
 }
 
 /// Downloads every job under `root` (a content directory for `Content` targets, any directory for `File` ones).
@@ -288,6 +300,7 @@ pub fn download(
         stop,
         placer,
         leftovers,
+        circuits: Mutex::new(HashMap::new()),
         bytes_transferred: AtomicU64::new(0),
         bytes_reused: AtomicU64::new(0),
     });
@@ -319,6 +332,7 @@ async fn download_all(context: Arc<Context>, jobs: Vec<DownloadJob>) -> Result<D
     if let Some(error) = context.stop.take_error() {
         return Err(error);
     }
+    let unreachable = context.circuits.lock().expect("circuit map lock").values().find_map(|c| c.gone());
     Ok(DownloadReport {
         outcomes: outcomes
             .into_iter()
@@ -326,6 +340,7 @@ async fn download_all(context: Arc<Context>, jobs: Vec<DownloadJob>) -> Result<D
             .collect(),
         bytes_transferred: context.bytes_transferred.load(Ordering::Relaxed),
         bytes_reused: context.bytes_reused.load(Ordering::Relaxed),
+        unreachable,
     })
 }
 
@@ -354,6 +369,8 @@ struct Context {
     placer: Placer,
     /// The names in `.partial/` when the download started.
     leftovers: HashSet<OsString>,
+    /// By origin (`origin_key`).
+    circuits: Mutex<HashMap<String, Arc<Circuit>>>,
     bytes_transferred: AtomicU64,
     bytes_reused: AtomicU64,
 }
@@ -397,6 +414,162 @@ impl Stop {
     }
 }
 
+/// An origin as the downloads see it, shared by every file from it: up, or down once `CIRCUIT_THRESHOLD`
+/// connections in a row could not be made. While it is down, files wait in `pass` instead of spending their own
+/// retries, and one request at a time (the probe) tries again, after pauses that grow as backoffs do. A probe that
+/// connects brings every waiting file back; a probe that fails after the outage budget is spent makes the origin
+/// gone, and every file still to come from it ends at once, unreachable.
+#[derive(Default)]
+struct Circuit {
+    /// Set while connections fail: a clear flag (the usual case) costs a request one atomic load.
+    troubled: AtomicBool,
+    state: Mutex<CircuitState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct CircuitState {
+    /// Connections in a row that could not be made.
+    failures: u32,
+    down: Option<Down>,
+    probing: bool,
+    /// Why the origin is given up, once the outage budget is spent.
+    gone: Option<String>,
+}
+
+struct Down {
+    since: Instant,
+    probes: u32,
+    next_probe: Instant,
+}
+
+impl Circuit {
+    fn gone(&self) -> Option<String> {
+        if !self.troubled.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state.lock().expect("circuit lock").gone.clone()
+    }
+
+    /// Waits until a request may go to the origin: at once while it is up; while it is down, until this request is
+    /// the next probe or another one connected.
+    async fn pass(self: &Arc<Self>, context: &Context) -> Result<Pass, FileError> {
+        let pass = |probe| Pass { circuit: self.clone(), probe };
+        loop {
+            if !self.troubled.load(Ordering::Acquire) {
+                return Ok(pass(false));
+            }
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut state = self.state.lock().expect("circuit lock");
+                if let Some(reason) = &state.gone {
+                    return Err(FileError::Unreachable(reason.clone()));
+                }
+                let now = Instant::now();
+                match &state.down {
+                    None => return Ok(pass(false)),
+                    Some(_) if state.probing => None,
+                    Some(down) if now < down.next_probe => Some(down.next_probe - now),
+                    Some(_) => {
+                        state.probing = true;
+                        return Ok(pass(true));
+                    }
+                }
+            };
+            let pause = async {
+                match wait {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            };
+            context
+                .unless_stopped(async {
+                    tokio::select! { () = notified => {}, () = pause => {} }
+                })
+                .await?;
+        }
+    }
+}
+
+/// A request's permission to go to an origin; says how it went (`reached`, `failed`). A probe dropped unanswered
+/// (its file stopped) lets the next waiting request probe.
+struct Pass {
+    circuit: Arc<Circuit>,
+    probe: bool,
+}
+
+impl Pass {
+    /// The origin answered: it is up.
+    fn reached(mut self) {
+        self.probe = false;
+        let circuit = &self.circuit;
+        if !circuit.troubled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = circuit.state.lock().expect("circuit lock");
+        if state.gone.is_some() {
+            return; // too late: its files have ended
+        }
+        *state = CircuitState::default();
+        circuit.troubled.store(false, Ordering::Release);
+        drop(state);
+        circuit.changed.notify_waiters();
+    }
+
+    /// No connection could be made (`error` names the origin or the proxy). True when the origin is down now, so
+    /// the request waits in `pass`; false while it only failed a few times (the request pauses briefly).
+    fn failed(mut self, error: &Error, context: &Context) -> bool {
+        let probe = std::mem::take(&mut self.probe);
+        let circuit = &self.circuit;
+        let mut state = circuit.state.lock().expect("circuit lock");
+        circuit.troubled.store(true, Ordering::Release);
+        state.failures += 1;
+        let failures = state.failures;
+        let now = Instant::now();
+        if probe {
+            state.probing = false;
+        }
+        match &mut state.down {
+            None if failures < CIRCUIT_THRESHOLD => return false,
+            None => state.down = Some(Down { since: now, probes: 0, next_probe: now + context.backoff(1, None) }),
+            Some(down) if probe => {
+                down.probes += 1;
+                let outage = now.duration_since(down.since);
+                if outage >= context.options.outage_budget {
+                    state.gone = Some(format!(
+                        "{error} (no connection for {:.1} s, {failures} attempts in a row)",
+                        outage.as_secs_f64()
+                    ));
+                } else {
+                    down.next_probe = now + context.backoff(down.probes + 1, None);
+                }
+            }
+            Some(_) => {}
+        }
+        drop(state);
+        circuit.changed.notify_waiters();
+        true
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if self.probe {
+            self.circuit.state.lock().expect("circuit lock").probing = false;
+            self.circuit.changed.notify_waiters();
+        }
+    }
+}
+
+/// A URL's scheme and authority as written: the key of its origin's circuit (no parsing per request).
+fn origin_key(url: &str) -> &str {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority..].find(['/', '?', '#']).map_or(url.len(), |i| authority + i);
+    &url[..end]
+}
+
 /// Why one attempt at a file ended without placing it.
 #[derive(Debug)]
 enum FileError {
@@ -404,6 +577,8 @@ enum FileError {
     Restart(String),
     /// Give up on this file with this reason; the others continue.
     Failed(String),
+    /// The file's origin stayed unreachable past the outage budget (the reason names it).
+    Unreachable(String),
     /// The whole download stops (the reason is in `Context::stop`).
     Stop,
 }
@@ -446,6 +621,18 @@ impl Context {
         capped.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 
+    /// The circuit of a URL's origin, shared by every file from it.
+    fn circuit(&self, url: &str) -> Arc<Circuit> {
+        let key = origin_key(url);
+        let mut circuits = self.circuits.lock().expect("circuit map lock");
+        if let Some(circuit) = circuits.get(key) {
+            return circuit.clone();
+        }
+        let circuit = Arc::new(Circuit::default());
+        circuits.insert(key.to_owned(), circuit.clone());
+        circuit
+    }
+
     fn paths(&self, job: &DownloadJob) -> Paths {
         let (partial_name, final_path) = match &job.target {
             JobTarget::Content(name) => {
@@ -482,6 +669,10 @@ async fn download_file(context: &Arc<Context>, job: DownloadJob) -> FileOutcome 
         return FileOutcome::Skipped { path: paths.final_path };
     }
     let label = job.label();
+    if let Some(reason) = context.circuit(&job.url).gone() {
+        context.progress.file_failed();
+        return FileOutcome::Failed { reason: format!("{label}: {reason}") };
+    }
     let mut fresh = false;
     loop {
         match attempt_file(context, &job, &paths, fresh).await {
@@ -498,7 +689,7 @@ async fn download_file(context: &Arc<Context>, job: DownloadJob) -> FileOutcome 
                 paths.discard();
                 fresh = true;
             }
-            Err(FileError::Restart(reason) | FileError::Failed(reason)) => {
+            Err(FileError::Restart(reason) | FileError::Failed(reason) | FileError::Unreachable(reason)) => {
                 paths.discard_if_useless();
                 context.progress.file_failed();
                 return FileOutcome::Failed { reason: format!("{label}: {reason}") };
@@ -882,7 +1073,10 @@ async fn request(
 ) -> Result<RequestSlot, FileError> {
     let budget_bytes = range.map_or(job.size.unwrap_or(context.options.chunk_size), |(start, end)| end - start);
     let units = (budget_bytes.div_ceil(1024) as usize).clamp(1, context.in_flight_units);
+    let circuit = context.circuit(&job.url);
     loop {
+        // While the origin is down, files wait here holding no connection and no budget.
+        let pass = circuit.pass(context).await?;
         let budget = context.acquire(&context.in_flight, units as u32).await?;
         let connection = context.acquire(&context.connections, 1).await?;
         let mut headers = HeaderMap::new();
@@ -893,6 +1087,7 @@ async fn request(
         let sent = context.unless_stopped(context.client.send(Method::GET, &job.url, headers, None, fresh)).await?;
         let (message, retry_after) = match sent {
             Ok(response) => {
+                pass.reached();
                 let status = response.status();
                 if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
                     return Ok(RequestSlot { response, _connection: connection, _budget: budget });
@@ -905,6 +1100,15 @@ async fn request(
                     return Err(FileError::Failed(message));
                 }
                 (message, retry_after(response.headers()))
+            }
+            Err(error @ Error::Unreachable { .. }) => {
+                // Not this file's failure: the origin's circuit decides when to try again and when to give up.
+                drop(connection);
+                drop(budget);
+                if !pass.failed(&error, context) {
+                    context.unless_stopped(tokio::time::sleep(context.backoff(1, None))).await?;
+                }
+                continue;
             }
             Err(Error::Http { message, .. }) => (message, None),
             Err(other @ (Error::Tls { .. } | Error::ProxyAuthentication(_) | Error::InvalidInput(_))) => {

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, USER_AGENT};
+use reqwest::header::{
+    AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, USER_AGENT, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -358,7 +360,7 @@ impl HttpClient {
         let key = if url.username().is_empty() && url.password().is_none() {
             &url[..url::Position::AfterPort]
         } else {
-            with_user = format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort]);
+            with_user = origin_of(url);
             &with_user
         };
         let mut origins = self.origins.lock().expect("the origin map is never poisoned");
@@ -375,7 +377,8 @@ impl HttpClient {
     }
 
     /// Sends a request and returns once the headers arrived; the body is read by the caller. Waits for a free
-    /// connection slot of the URL's host first. A proxy's refusal (407) becomes `ProxyAuthentication`.
+    /// connection slot of the URL's host first. A proxy's refusal (407, or tinyproxy's 401 to wrong credentials)
+    /// becomes `ProxyAuthentication`.
     pub async fn send(
         &self,
         method: Method,
@@ -402,15 +405,20 @@ impl HttpClient {
             request = request.body(body);
         }
         let response = request.send().await.map_err(|e| self.transport_error(&parsed, &e))?;
-        if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && self.proxy_address.is_some() {
-            let schemes: Vec<String> = response
-                .headers()
-                .get_all(PROXY_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
-                .collect();
-            return Err(self.proxy_refusal(&schemes));
+        if self.proxy_address.is_some() {
+            let status = response.status();
+            if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                return Err(self.proxy_refusal(status, &challenges(response.headers(), &PROXY_AUTHENTICATE)));
+            }
+            // Some proxies (tinyproxy) answer wrong credentials with 401 and a Basic challenge. upmirror never sends
+            // Basic credentials to a server (its tokens are bearer tokens), so that challenge is the proxy's.
+            let basic = |schemes: Vec<String>| schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
+            if status == StatusCode::UNAUTHORIZED
+                && self.proxy_credentials_sent()
+                && basic(challenges(response.headers(), &WWW_AUTHENTICATE))
+            {
+                return Err(self.proxy_refusal(status, &["Basic".to_owned()]));
+            }
         }
         Ok(StreamingResponse { body: ResponseBody::Pooled(response), url: parsed, _slot: slot })
     }
@@ -450,8 +458,14 @@ impl HttpClient {
         })
     }
 
-    /// The error for a proxy that answered 407, saying exactly why upmirror did not (or could not) authenticate.
-    fn proxy_refusal(&self, schemes: &[String]) -> Error {
+    /// Whether requests carry the proxy's Basic credentials.
+    fn proxy_credentials_sent(&self) -> bool {
+        self.proxy_basic_allowed && self.proxy_has_credentials
+    }
+
+    /// The error for a proxy that refused a request (`status`: 407, or 401 from a proxy that answers wrong
+    /// credentials so), saying exactly why upmirror did not (or could not) authenticate. Never holds a credential.
+    fn proxy_refusal(&self, status: StatusCode, schemes: &[String]) -> Error {
         let proxy = self.proxy_address.as_deref().unwrap_or("the proxy");
         let offers_basic = schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
         let offered = if schemes.is_empty() { "no scheme named".to_owned() } else { schemes.join(", ") };
@@ -463,7 +477,11 @@ impl HttpClient {
         } else if offers_basic && !self.proxy_has_credentials {
             format!("the proxy {proxy} asks for Basic authentication but no proxy user and password are set")
         } else if offers_basic {
-            format!("the proxy {proxy} refused the proxy user name and password")
+            format!(
+                "the proxy {proxy} refused the credentials (HTTP {}): check proxy.user, proxy.domain and \
+                 proxy.password",
+                status.as_u16()
+            )
         } else {
             format!("the proxy {proxy} asks for authentication upmirror does not support ({offered}); only Basic is")
         };
@@ -472,14 +490,18 @@ impl HttpClient {
 
     /// Classifies a reqwest error: a TLS failure, a proxy refusing a tunnel, or a transfer error (retryable).
     pub fn transport_error(&self, url: &url::Url, error: &reqwest::Error) -> Error {
-        let url = redacted(url);
         let message = chain(error);
         if is_tls_error(error) {
-            return Error::Tls { url, message };
+            return Error::Tls { url: redacted(url), message };
         }
         if self.proxy_address.is_some() && message.contains("407") {
             // A proxy refusing a CONNECT tunnel (https through the proxy): its headers are not visible here.
-            return self.proxy_refusal(&[]);
+            return self.proxy_refusal(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &[]);
+        }
+        if cannot_connect(error) {
+            // Through a proxy, the connection that failed is the one to the proxy.
+            let target = self.proxy_address.as_ref().map_or_else(|| origin_of(url), |proxy| format!("proxy {proxy}"));
+            return Error::Unreachable { target, message: format!("cannot connect: {message}") };
         }
         let kind = if error.is_timeout() {
             "timed out"
@@ -488,7 +510,7 @@ impl HttpClient {
         } else {
             "transfer failed"
         };
-        Error::Http { url, message: format!("{kind}: {message}") }
+        Error::Http { url: redacted(url), message: format!("{kind}: {message}") }
     }
 }
 
@@ -584,6 +606,9 @@ impl DirectSettings {
 /// A lean connection's failure, worded like reqwest's (`HttpClient::transport_error`).
 fn connection_error(url: &url::Url, error: ConnectionError) -> Error {
     let message = match error {
+        ConnectionError::Unreachable(message) => {
+            return Error::Unreachable { target: origin_of(url), message: format!("cannot connect: {message}") };
+        }
         ConnectionError::Connect(message) => format!("cannot connect: {message}"),
         ConnectionError::TimedOut => "timed out".to_owned(),
         ConnectionError::Tls(message) => return Error::Tls { url: redacted(url), message },
@@ -599,6 +624,42 @@ pub fn parse_url(url: &str) -> Result<url::Url> {
         return Err(Error::InvalidInput(format!("{:?} is not an http:// or https:// URL", redact_str(url))));
     }
     Ok(parsed)
+}
+
+/// A URL's origin as it may appear in messages: scheme, host and port, without user name and password.
+pub fn origin_of(url: &url::Url) -> String {
+    format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort])
+}
+
+/// The schemes a challenge header (`WWW-Authenticate`, `Proxy-Authenticate`) offers.
+fn challenges(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A reqwest error that made no connection at all (`holds_connect_failure`), or timed out connecting.
+fn cannot_connect(error: &reqwest::Error) -> bool {
+    error.is_connect() && (error.is_timeout() || holds_connect_failure(error))
+}
+
+/// Whether an error (or one of its sources) is a connection that could not be made: refused, no route, or timed
+/// out; not a connection that was made and then failed (reset), nor a proxy refusing a tunnel.
+pub(crate) fn holds_connect_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable, TimedOut};
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable | TimedOut)
+        }) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A URL as it may appear in messages: without user name and password.

@@ -13,6 +13,12 @@ create_exception!(
     UpmirrorError,
     "A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."
 );
+create_exception!(
+    upmirror,
+    UnreachableError,
+    HttpError,
+    "No connection could be made; the message names the origin, or the proxy when requests go through one."
+);
 create_exception!(upmirror, TlsError, HttpError, "The TLS handshake failed (untrusted or mismatched certificate).");
 create_exception!(
     upmirror,
@@ -41,6 +47,7 @@ pub fn to_py_err(error: Error) -> PyErr {
         Error::Cancelled => PyKeyboardInterrupt::new_err("cancelled"),
         Error::InvalidInput(message) => PyValueError::new_err(message),
         error @ Error::Http { .. } => HttpError::new_err(error.to_string()),
+        error @ Error::Unreachable { .. } => UnreachableError::new_err(error.to_string()),
         error @ Error::Tls { .. } => TlsError::new_err(error.to_string()),
         Error::ProxyAuthentication(message) => ProxyAuthenticationError::new_err(message),
         error @ Error::DigestMismatch { .. } => DigestMismatchError::new_err(error.to_string()),
@@ -65,6 +72,7 @@ impl<T> IntoPyResult<T> for upmirror_core::Result<T> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UpmirrorError", m.py().get_type::<UpmirrorError>())?;
     m.add("HttpError", m.py().get_type::<HttpError>())?;
+    m.add("UnreachableError", m.py().get_type::<UnreachableError>())?;
     m.add("TlsError", m.py().get_type::<TlsError>())?;
     m.add("ProxyAuthenticationError", m.py().get_type::<ProxyAuthenticationError>())?;
     m.add("DigestMismatchError", m.py().get_type::<DigestMismatchError>())?;

@@ -136,6 +136,9 @@ pub struct PyDownloadReport {
     pub bytes_transferred: u64,
     /// Bytes of verified chunks kept from an interrupted earlier run.
     pub bytes_reused: u64,
+    /// Why an origin was given up (it stayed unreachable past the outage budget), naming it or the proxy; its
+    /// files failed with this reason. None when every origin answered.
+    pub unreachable: Option<String>,
     pub elapsed_seconds: f64,
 }
 
@@ -211,6 +214,7 @@ pub fn download_jobs(
         outcomes,
         bytes_transferred: report.bytes_transferred,
         bytes_reused: report.bytes_reused,
+        unreachable: report.unreachable,
         elapsed_seconds: counters.snapshot().elapsed_seconds,
     })
 }

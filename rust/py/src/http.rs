@@ -113,7 +113,7 @@ impl PyHttpClient {
     /// Downloads the jobs under `directory` (a content directory for content jobs); see `DownloadReport`.
     #[pyo3(signature = (
         jobs, directory, *, connections=None, chunk_size=None, max_in_flight_bytes=None, retries=None, backoff=None,
-        progress=None
+        outage_budget=None, progress=None
     ))]
     fn download(
         &self,
@@ -125,18 +125,19 @@ impl PyHttpClient {
         max_in_flight_bytes: Option<u64>,
         retries: Option<u32>,
         backoff: Option<f64>,
+        outage_budget: Option<f64>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDownloadReport> {
         let defaults = DownloadOptions::default();
-        let backoff_base = match backoff {
-            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Duration::from_secs_f64(seconds),
+        let seconds = |name: &str, value: Option<f64>, default: Duration| match value {
+            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
             Some(_) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "backoff must be a non-negative number of seconds",
-                ));
+                Err(pyo3::exceptions::PyValueError::new_err(format!("{name} must be a non-negative number of seconds")))
             }
-            None => defaults.backoff_base,
+            None => Ok(default),
         };
+        let backoff_base = seconds("backoff", backoff, defaults.backoff_base)?;
+        let outage_budget = seconds("outage_budget", outage_budget, defaults.outage_budget)?;
         let chunk_size = chunk_size.unwrap_or(defaults.chunk_size);
         let connections = connections.unwrap_or(defaults.connections);
         let options = DownloadOptions {
@@ -147,6 +148,7 @@ impl PyHttpClient {
                 .unwrap_or_else(|| defaults.max_in_flight_bytes.max(chunk_size * connections as u64)),
             retries: retries.unwrap_or(defaults.retries),
             backoff_base,
+            outage_budget,
             ..defaults
         };
         download_jobs(py, self.inner.clone(), &jobs, &directory, options, progress)
