@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.support.relay import CountingRelay
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_downstream, ok, options_of, root, stored, sync
+from tests.test_sync import make_downstream, ok, options_of, root, stored, sync, upmirror
 
 __all__ = ["root"]  # the fixture, used by name
 
@@ -47,6 +47,10 @@ def test_a_replica_takes_and_follows_the_selection_of_its_upstream(
         shown, upstream_options = options_of(replica), options_of(middle)
         for key in ("products", "classifications", "languages"):
             assert shown[key] == upstream_options[key], key
+        refused = upmirror("options", "set", "--dir", replica, "languages", "en,fr")
+        assert refused.returncode == 2
+        assert "replica" in refused.stderr
+        assert options_of(replica)["languages"] == upstream_options["languages"]
 
         # The upstream widens its selection and synchronizes; the replica follows at its next sync, and the
         # decisions the upstream made on the updates it now brings reach the replica too.

@@ -105,6 +105,10 @@ class ServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tls_key: str = ""
     anonymous_content: bool = False
     max_updates_per_request: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    # The WSUS protocol (/ServerSyncWebService): WSUS downstream servers cannot show an upmirror token, so they are
+    # served only when this is on; the sync cookies it hands out expire after this long (WSUS: 240 minutes).
+    anonymous_wsus_sync: bool = False
+    cookie_lifetime_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 240 * 60
 
 
 class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

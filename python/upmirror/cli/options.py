@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 import tomli_w
 
-from upmirror.cli.common import EXIT_OK
+from upmirror.cli.common import EXIT_OK, add_dir_argument
 from upmirror.errors import InputError, UpmirrorError
 from upmirror.model import Category
 from upmirror.options import Options, ServerDirectory, set_option, validate, validate_upstream_url
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def add_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", help="the server directory (default: $UPMIRROR_DIR, else the current directory)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,9 +104,9 @@ def run_set(args: argparse.Namespace) -> int:
     updated = options
     for key, text in pairs:
         value = text
+        if key in ("products", "classifications", "languages") and options.source.replica:
+            raise InputError(f"this server is a replica: its {key} follow its upstream and cannot be changed here")
         if key in ("products", "classifications"):
-            if options.source.replica:
-                raise InputError(f"this server is a replica: its {key} follow its upstream and cannot be changed here")
             value = ",".join(resolve_categories(directory, key, text, updated))
         updated = set_option(updated, key, value, check=False)
     validate(updated)
