@@ -5,6 +5,7 @@ checked with curl as an independent client as well as with Python; tokens guard 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -344,6 +345,31 @@ def test_content_paths_that_are_not_layout_names_are_not_found(root: Root) -> No
         assert reply.status == 404, bad
     missing = "/Content/" + content_relative_path("0" * 40, ".cab")
     assert root.server.call("GET", missing).status == 404
+
+
+def test_content_is_only_regular_files_reached_without_a_symbolic_link(tmp_path: Path) -> None:
+    directory = tmp_path / "root"
+    done = upmirror("catalog", "generate", directory, "--updates", "5", "--content-size", "100K")
+    assert done.returncode == 0, done.stderr
+    content = directory / "content"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.cab").write_bytes(b"a file outside the content directory\n")
+    free = [f"{n:02X}" for n in range(256) if not (content / f"{n:02X}").exists()]
+    linked_file, in_linked_folder, fifo = (content_relative_path("1" * 38 + folder, ".cab") for folder in free[:3])
+    (content / linked_file).parent.mkdir()
+    (content / linked_file).symlink_to(outside / "secret.cab")
+    (outside / Path(in_linked_folder).name).write_bytes(b"a file in a folder outside the content directory\n")
+    (content / in_linked_folder).parent.symlink_to(outside, target_is_directory=True)
+    (content / fifo).parent.mkdir()
+    os.mkfifo(content / fifo)
+    real = next(p for p in content.rglob("*.*") if p.is_file() and not p.is_symlink() and p.parent.parent == content)
+    with UpmirrorServer(directory, token=add_token(directory)) as server:
+        for name in (linked_file, in_linked_folder, fifo):
+            reply = server.call("GET", f"/Content/{name}")
+            assert reply.status == 404, (name, reply.body)
+            assert b"outside" not in reply.body
+        assert server.call("GET", f"/Content/{real.relative_to(content).as_posix()}").body == real.read_bytes()
 
 
 def test_content_answers_get_and_head_only(root: Root) -> None:

@@ -1,17 +1,20 @@
 //! `/Content/<XX>/<SHA-1><ext>` answered by the front itself: the path is read through the one layout parser
-//! (`ContentName`, never joined raw), validators (ETag, Last-Modified) and conditional requests (If-None-Match,
-//! If-Modified-Since, If-Range) are checked, one range is a plain 206, several are `multipart/byteranges`, and an
-//! unsatisfiable or malformed range is a 416 with a one-line message. A body up to 64 KiB is read with one pread and
-//! leaves with the headers; a larger one is read a piece at a time on the blocking pool, the next piece while the
-//! current one is sent. (Not a memory map, which would spare one copy: a file truncated under a map, or a disk read
-//! failing, would kill the whole server with SIGBUS, where a read fails this one response.)
+//! (`ContentName`, never joined raw; only regular files reached without a symbolic link are served), validators
+//! (ETag, Last-Modified) and conditional requests (If-None-Match, If-Modified-Since, If-Range) are checked, one range
+//! is a plain 206, several are `multipart/byteranges`, and an unsatisfiable or malformed range is a 416 with a
+//! one-line message. A body up to 64 KiB is read with one pread and leaves with the headers; a larger one is read a
+//! piece at a time on the blocking pool, the next piece while the current one is sent. (Not a memory map, which would
+//! spare one copy: a file truncated under a map, or a disk read failing, would kill the whole server with SIGBUS,
+//! where a read fails this one response.)
 
 use std::collections::VecDeque;
-use std::fs::{File, Metadata};
+use std::ffi::CString;
+use std::fs::{File, Metadata, OpenOptions};
 use std::future::Future;
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -100,11 +103,13 @@ impl ContentFiles {
         let Ok(name) = ContentName::parse_relative(relative) else {
             return message(StatusCode::NOT_FOUND, &format!("{relative:?} is not the name of a content file"));
         };
-        let relative = name.relative_path();
-        let missing = || message(StatusCode::NOT_FOUND, &format!("no content file {relative}"));
-        let file = match File::open(self.root.join(&relative)) {
+        let missing = || message(StatusCode::NOT_FOUND, &format!("no content file {}", name.relative_path()));
+        let file = match open_inside(&self.root, &name) {
             Ok(file) => file,
-            Err(error) if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return missing(),
+            // Nothing there, or a symbolic link where the folder or the file should be: no content file either way.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {
+                return missing();
+            }
             Err(error) => return failure(&error),
         };
         match file.metadata() {
@@ -113,6 +118,25 @@ impl ContentFiles {
             Err(error) => failure(&error),
         }
     }
+}
+
+/// Opens a content file without following a symbolic link, neither its folder nor the file itself, so only what is
+/// inside the content directory is served (a link could lead anywhere). Non-blocking, so a FIFO placed there does
+/// not hold a thread; the caller serves regular files only.
+fn open_inside(root: &Path, name: &ContentName) -> std::io::Result<File> {
+    let folder = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root.join(name.folder()))?;
+    let file_name = CString::new(name.file_name()).map_err(std::io::Error::other)?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: openat with a directory descriptor we own and a NUL-terminated name; the result is checked.
+    let descriptor = unsafe { libc::openat(folder.as_raw_fd(), file_name.as_ptr(), flags) };
+    if descriptor < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(descriptor) }))
 }
 
 fn failure(error: &dyn std::error::Error) -> Response<FrontBody> {
