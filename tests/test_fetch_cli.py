@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import UPMIRROR, RunUpmirror
@@ -16,23 +17,33 @@ from tests.support.nginx import NginxServer
 from upmirror import DownloadJob, HttpClient
 
 CHUNK = 256 << 10
-JOURNAL_HEADER = 32  # magic, size, chunk size, validator length; then the validator and 16-byte records
+JOURNAL_HEADER = 32  # magic, size, chunk size, validator length; then the validator and 24-byte records
+RECORD = 24  # chunk index, length of the chunk's beginning it vouches for, XXH3 of those bytes
 
 
 def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def journal_chunks(journal: Path) -> set[int]:
-    """The chunk indices a journal records as finished, read independently of the engine."""
+def journal_records(journal: Path) -> dict[int, int]:
+    """The longest recorded length by chunk index in a journal, read independently of the engine."""
     try:
         raw = journal.read_bytes()
     except FileNotFoundError:
-        return set()
-    if len(raw) < JOURNAL_HEADER:
-        return set()
+        return {}
+    if len(raw) < JOURNAL_HEADER or raw[:8] != b"UPMJRNL2":
+        return {}
     records = raw[JOURNAL_HEADER + int.from_bytes(raw[24:32], "little") :]
-    return {int.from_bytes(records[i : i + 8], "little") for i in range(0, len(records) - 15, 16)}
+    longest: dict[int, int] = {}
+    for at in range(0, len(records) - RECORD + 1, RECORD):
+        index, length = (int.from_bytes(records[at + i : at + i + 8], "little") for i in (0, 8))
+        longest[index] = max(length, longest.get(index, 0))
+    return longest
+
+
+def journal_chunks(journal: Path) -> set[int]:
+    """The chunk indices a journal records as finished (the files here are whole numbers of CHUNK)."""
+    return {index for index, length in journal_records(journal).items() if length == CHUNK}
 
 
 def wait_for(condition: object, timeout: float) -> None:
@@ -83,6 +94,28 @@ def test_fetch_refuses_bad_input_with_exit_2(tmp_path: Path, run_upmirror: RunUp
     assert not (tmp_path / "x").exists()
 
 
+def kill_when(command: list[str], condition: Callable[[], bool]) -> None:
+    """Starts ``command`` and SIGKILLs it once ``condition()`` holds."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(condition, timeout=60)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+
+def restart_at_full_speed(server: FaultyServer, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Runs ``command`` again, successfully, with the server's counters counting this run alone."""
+    server.rate = None
+    # Bytes still leaving for the killed client must not count as the restart's.
+    wait_for(lambda: server.active() == 0, timeout=30)
+    server.reset_counters()
+    restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert restarted.returncode == 0, restarted.stderr
+    return restarted
+
+
 def test_sigkill_mid_transfer_then_restart_fetches_only_unfinished_chunks(tmp_path: Path) -> None:
     data = payload(48 * CHUNK, 2)
     out = tmp_path / "out"
@@ -90,26 +123,31 @@ def test_sigkill_mid_transfer_then_restart_fetches_only_unfinished_chunks(tmp_pa
     # About 4 MB/s over two connections: a few seconds of transfer to interrupt.
     with FaultyServer({"/big.bin": data}, rate=2 << 20) as server:
         command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "256k"]
-        child = subprocess.Popen([*command, "--connections", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: len(journal_chunks(journal)) >= 6, timeout=60)
-            finished_before_kill = journal_chunks(journal)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.communicate(timeout=30)
-        assert child.returncode == -signal.SIGKILL
+        kill_when([*command, "--connections", "2"], lambda: len(journal_chunks(journal)) >= 6)
+        finished_before_kill = journal_chunks(journal)
         assert not (out / "big.bin").exists()
-        server.rate = None
-        # Bytes still leaving for the killed client must not count as the restart's.
-        wait_for(lambda: server.active() == 0, timeout=30)
-        server.reset_counters()
-        restarted = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        assert restarted.returncode == 0, restarted.stderr
-        assert "resumed" in restarted.stdout
+        assert "resumed" in restart_at_full_speed(server, command).stdout
     assert (out / "big.bin").read_bytes() == data
     sent_after_restart = server.bytes_sent("/big.bin")
     assert 0 < sent_after_restart <= len(data) - len(finished_before_kill) * CHUNK
     assert not journal.exists()
+
+
+def test_sigkill_mid_chunk_keeps_the_verified_beginning_of_the_chunk(tmp_path: Path) -> None:
+    big_chunk = 4 << 20
+    data = payload(2 * big_chunk, 3)
+    out = tmp_path / "out"
+    journal = out / ".partial" / "big.bin.part.journal"
+    # 1 MiB/s on one connection: the first chunk takes four seconds, its progress journaled on the way.
+    with FaultyServer({"/big.bin": data}, rate=1 << 20) as server:
+        command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "4M"]
+        kill_when([*command, "--connections", "1"], lambda: journal_records(journal).get(0, 0) >= 1 << 20)
+        progress = journal_records(journal)[0]
+        assert progress < big_chunk  # the kill came within the first chunk
+        restart_at_full_speed(server, command)
+    assert (out / "big.bin").read_bytes() == data
+    # Before, the whole unfinished chunk was fetched again; now only what follows its journaled beginning.
+    assert server.bytes_sent("/big.bin") <= len(data) - progress
 
 
 def test_ctrl_c_cancels_and_leaves_resumable_state(tmp_path: Path) -> None:

@@ -4,12 +4,22 @@
 //! right behind the writers, from the page cache, for chunked ones); a file reaches its final path only after its
 //! digests matched, by an atomic rename that the placing thread (`placement`) makes durable a batch at a time.
 //!
-//! Resume: a chunked file's bytes live in `<root>/.partial/<name>.part` and each finished chunk is appended to
-//! `<name>.part.journal` with the XXH3-64 of its bytes. A restarted download re-reads the journaled chunks and keeps
-//! only those whose XXH3 still matches (so a chunk torn by a crash is fetched again), then fetches the rest; the
-//! whole-file digest is computed over every byte again before placement, so nothing unverified is ever trusted.
-//! Journals are not fsynced: a killed process loses nothing the page cache holds, and after a power loss a record
-//! whose bytes did not reach the disk fails its XXH3 check.
+//! Resume: a chunked file's bytes live in `<root>/.partial/<name>.part`, and `<name>.part.journal` gets a record
+//! (chunk, length, XXH3-64 of the chunk's first `length` bytes) each time a chunk under way has `PROGRESS_STEP`
+//! (256 KiB) more bytes written, and one when it is finished. A restarted download re-reads the journaled chunks and
+//! keeps only what still hashes as recorded: whole chunks, and of an unfinished chunk the longest recorded beginning
+//! (the rest of it is asked for with a Range). So a kill costs, per chunk under way, less than `PROGRESS_STEP` plus
+//! the bytes gathered for one write (`WRITE_BUFFER`, when the network delivers small reads), at most
+//! `connections` chunks at once; small files fetched in one piece are fetched again whole. The whole-file digest is
+//! computed over every byte again before placement, so nothing unverified is ever trusted. Journals are not
+//! fsynced: a killed process loses nothing the page cache holds, and after a power loss a record whose bytes did not
+//! reach the disk fails its XXH3 check.
+//!
+//! Origins that cannot be reached: connections that cannot be made (refused, no route, connect timeout) do not count
+//! against a file's retries. `CIRCUIT_THRESHOLD` of them in a row take the origin for down (`Circuit`): its files
+//! wait, one probe at a time tries again after growing pauses, and the first answer brings them all back; after
+//! `DownloadOptions::outage_budget` (30 s) without one, every file still to come from it ends at once as
+//! unreachable and `DownloadReport::unreachable` says why.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -56,9 +66,13 @@ const DIRECT_WRITE_MIN: usize = 64 << 10;
 const HASH_READ: usize = 4 << 20;
 /// The longest wait a server may ask for with Retry-After.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(120);
-const JOURNAL_MAGIC: &[u8; 8] = b"UPMJRNL1";
-/// A finished chunk in the journal: its index and the XXH3-64 of its bytes, little-endian.
-const JOURNAL_RECORD: usize = 16;
+const JOURNAL_MAGIC: &[u8; 8] = b"UPMJRNL2";
+/// A record of the journal: a chunk's index, a length, and the XXH3-64 of the chunk's first `length` bytes, each a
+/// little-endian u64. The chunk's whole length for a finished chunk; less for progress within one.
+const JOURNAL_RECORD: usize = 24;
+/// A chunk under way journals its progress each time this many more bytes of it were written, so a killed run
+/// loses less than this (plus the bytes gathered for a write) of each chunk that was under way.
+const PROGRESS_STEP: u64 = 256 << 10;
 /// File tasks alive at once per connection: enough to keep every connection busy with small files while the job
 /// list is consumed lazily (memory stays flat in the number of jobs).
 const FILE_TASKS_PER_CONNECTION: usize = 4;
@@ -762,8 +776,9 @@ async fn attempt_file(
         let size = resumed.size;
         return finish_chunked(context, job, paths, size, resumed, None, fresh).await;
     };
-    let start = first_missing as u64 * chunk_size;
-    let end = known_size.map_or(start + chunk_size, |size| size.min(start + chunk_size));
+    let chunk_start = first_missing as u64 * chunk_size;
+    let end = known_size.map_or(chunk_start + chunk_size, |size| size.min(chunk_start + chunk_size));
+    let start = chunk_start + resumed.as_ref().and_then(|r| r.kept.get(&first_missing)).map_or(0, |kept| kept.length);
     let probe = request(context, job, Some((start, end)), fresh, &mut attempts).await?;
     let status = probe.response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && job.size.is_none() {
@@ -827,8 +842,9 @@ async fn finish_chunked(
     fresh: bool,
 ) -> Result<Placed, FileError> {
     let chunk_size = context.options.chunk_size;
-    let reused: u64 =
+    let finished: u64 =
         resumed.done.iter().enumerate().filter(|(_, done)| **done).map(|(i, _)| chunk_len(size, chunk_size, i)).sum();
+    let reused = finished + resumed.kept.values().map(|kept| kept.length).sum::<u64>();
     if reused > 0 {
         context.bytes_reused.fetch_add(reused, Ordering::Relaxed);
         context.progress.add_bytes(reused);
@@ -854,7 +870,7 @@ async fn finish_chunked(
         let algorithms = job.expected.algorithms();
         tokio::task::spawn_blocking(move || hash_behind(&chunked, algorithms))
     };
-    let fetched = fetch_chunks(context, job, &chunked, missing, probe).await;
+    let fetched = fetch_chunks(context, job, &chunked, missing, probe, resumed.kept).await;
     if fetched.is_err() {
         chunked.abort_hashing();
     }
@@ -872,6 +888,7 @@ async fn fetch_chunks(
     chunked: &Arc<ChunkedFile>,
     missing: Vec<usize>,
     mut probe: Option<(usize, RequestSlot)>,
+    mut kept: HashMap<usize, KeptPrefix>,
 ) -> Result<(), FileError> {
     // Each chunk is its own task, so the runtime spreads the connections over its threads; the semaphores (taken in
     // order, fairly) decide how many run at once.
@@ -887,7 +904,8 @@ async fn fetch_chunks(
         let chunked = chunked.clone();
         let context = context.clone();
         let job = job.clone();
-        tasks.spawn(async move { fetch_chunk(&context, &job, &chunked, index, first).await });
+        let prefix = kept.remove(&index);
+        tasks.spawn(async move { fetch_chunk(&context, &job, &chunked, index, first, prefix).await });
     }
     let mut outcome = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -910,11 +928,17 @@ async fn fetch_chunk(
     chunked: &ChunkedFile,
     index: usize,
     mut first: Option<RequestSlot>,
+    kept: Option<KeptPrefix>,
 ) -> Result<(), FileError> {
     let start = index as u64 * chunked.chunk_size;
     let end = (start + chunked.chunk_size).min(chunked.size);
-    let mut offset = start;
-    let mut chunk_hasher = Xxh3::new();
+    // A prefix verified from an interrupted run is kept: its hash goes on from where it stopped.
+    let (mut offset, mut chunk_hasher) = match kept {
+        Some(prefix) => (start + prefix.length, prefix.hasher),
+        None => (start, Xxh3::new()),
+    };
+    // Where the journal's latest record of this chunk ends.
+    let mut journaled = offset;
     let mut attempts = 0;
     loop {
         let slot = match first.take() {
@@ -935,6 +959,11 @@ async fn fetch_chunk(
             match stream_body(context, slot, offset, end, |data, at| {
                 chunked.file.write_all_at(data, at).at(&chunked.part_path)?;
                 chunk_hasher.update(data);
+                let written = at + data.len() as u64;
+                if written < end && written - journaled >= PROGRESS_STEP {
+                    chunked.journal(index, written - start, chunk_hasher.digest())?;
+                    journaled = written;
+                }
                 Ok(())
             })
             .await
@@ -1243,11 +1272,18 @@ struct CursorState {
 }
 
 impl ChunkedFile {
-    fn chunk_finished(&self, index: usize, xxh3: u64) -> Result<()> {
+    /// Appends a record: the first `length` bytes of chunk `index` were written and hash to `xxh3`. Written after
+    /// the bytes, and trusted on resume only when the bytes still hash so.
+    fn journal(&self, index: usize, length: u64, xxh3: u64) -> Result<()> {
         let mut record = [0u8; JOURNAL_RECORD];
         record[..8].copy_from_slice(&(index as u64).to_le_bytes());
-        record[8..].copy_from_slice(&xxh3.to_le_bytes());
-        self.journal.lock().expect("journal lock").write_all(&record).at(&self.part_path)?;
+        record[8..16].copy_from_slice(&length.to_le_bytes());
+        record[16..].copy_from_slice(&xxh3.to_le_bytes());
+        self.journal.lock().expect("journal lock").write_all(&record).at(&self.part_path)
+    }
+
+    fn chunk_finished(&self, index: usize, xxh3: u64) -> Result<()> {
+        self.journal(index, chunk_len(self.size, self.chunk_size, index), xxh3)?;
         self.cursor.lock().expect("cursor lock").done[index] = true;
         self.advanced.notify_all();
         Ok(())
@@ -1291,11 +1327,19 @@ fn hash_behind(file: &ChunkedFile, algorithms: AlgorithmSet) -> Result<Option<Di
     Ok(Some(hasher.finalize()))
 }
 
-/// The state an interrupted run left: the validator the server gave then, and which chunks were verified.
+/// The state an interrupted run left: the validator the server gave then, which chunks were verified, and the
+/// verified beginnings of chunks that were under way.
 struct Journal {
     size: u64,
     validator: String,
     done: Vec<bool>,
+    kept: HashMap<usize, KeptPrefix>,
+}
+
+/// The first `length` bytes of an unfinished chunk, verified, and the chunk's XXH3 state after them.
+struct KeptPrefix {
+    length: u64,
+    hasher: Xxh3,
 }
 
 fn chunk_len(size: u64, chunk_size: u64, index: usize) -> u64 {
@@ -1320,6 +1364,7 @@ fn start_journal(part: &Path, journal: &Path, size: u64, chunk_size: u64, valida
         size,
         validator: String::from_utf8_lossy(validator).into_owned(),
         done: vec![false; size.div_ceil(chunk_size) as usize],
+        kept: HashMap::new(),
     })
 }
 
@@ -1354,21 +1399,45 @@ fn load_journal(part: &Path, journal: &Path, expected_size: Option<u64>, chunk_s
     let validator = String::from_utf8_lossy(bytes.get(32..32 + validator_len)?).into_owned();
     let chunks = size.div_ceil(chunk_size) as usize;
     let mut done = vec![false; chunks];
+    // Progress within chunks, as (length, xxh3) by chunk: checked once the finished chunks are known.
+    let mut progress: HashMap<usize, Vec<(u64, u64)>> = HashMap::new();
     let mut buffer = vec![0u8; chunk_size as usize];
     for record in bytes[32 + validator_len..].chunks_exact(JOURNAL_RECORD) {
-        let index = usize::try_from(u64::from_le_bytes(record[..8].try_into().expect("8 bytes"))).ok()?;
-        let recorded = u64::from_le_bytes(record[8..].try_into().expect("8 bytes"));
-        if index >= chunks || done[index] {
+        let value = |at: usize| u64::from_le_bytes(record[at..at + 8].try_into().expect("8 bytes"));
+        let (index, length, recorded) = (usize::try_from(value(0)).ok()?, value(8), value(16));
+        if index >= chunks || done[index] || length == 0 || length > chunk_len(size, chunk_size, index) {
             continue;
         }
-        let length = chunk_len(size, chunk_size, index) as usize;
+        if length < chunk_len(size, chunk_size, index) {
+            progress.entry(index).or_default().push((length, recorded));
+            continue;
+        }
+        let length = length as usize;
         if file.read_exact_at(&mut buffer[..length], index as u64 * chunk_size).is_ok()
             && xxh3_64(&buffer[..length]) == recorded
         {
             done[index] = true;
         }
     }
-    Some(Journal { size, validator, done })
+    // Of an unfinished chunk, the longest beginning whose bytes still hash as recorded is kept.
+    let mut kept = HashMap::new();
+    for (index, mut records) in progress.into_iter().filter(|(index, _)| !done[*index]) {
+        records.sort_unstable();
+        let longest = records.last().map_or(0, |(length, _)| *length as usize);
+        if file.read_exact_at(&mut buffer[..longest], index as u64 * chunk_size).is_err() {
+            continue;
+        }
+        let mut hasher = Xxh3::new();
+        let mut hashed = 0;
+        for (length, recorded) in records {
+            hasher.update(&buffer[hashed..length as usize]);
+            hashed = length as usize;
+            if hasher.digest() == recorded {
+                kept.insert(index, KeptPrefix { length, hasher: hasher.clone() });
+            }
+        }
+    }
+    Some(Journal { size, validator, done, kept })
 }
 
 struct ContentRange {
@@ -1458,19 +1527,35 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&part).unwrap();
         file.write_all_at(&data, 0).unwrap();
         let mut records = Vec::new();
-        for index in 0..3u64 {
+        let mut record = |index: u64, length: u64| {
             let start = (index * chunk) as usize;
-            let end = ((index + 1) * chunk).min(size) as usize;
             records.extend_from_slice(&index.to_le_bytes());
-            records.extend_from_slice(&xxh3_64(&data[start..end]).to_le_bytes());
-        }
-        OpenOptions::new().append(true).open(&journal).unwrap().write_all(&records[..40]).unwrap();
-        // Chunk 1's bytes are damaged after their record was written; the torn third record is ignored.
+            records.extend_from_slice(&length.to_le_bytes());
+            records.extend_from_slice(&xxh3_64(&data[start..start + length as usize]).to_le_bytes());
+        };
+        // Chunk 2 was under way: 100 and 300 bytes of it recorded, then a record of a longer beginning that was
+        // never written (after a power loss, a record may reach the disk and its bytes not).
+        record(2, 100);
+        record(2, 300);
+        record(0, chunk);
+        record(1, chunk);
+        record(2, 400);
+        record(2, chunk - 5);
+        let torn = records.len() - JOURNAL_RECORD / 2;
+        OpenOptions::new().append(true).open(&journal).unwrap().write_all(&records[..torn]).unwrap();
+        // Chunk 1's bytes are damaged after their record was written; so are chunk 2's bytes after the 300th.
         file.write_all_at(b"X", chunk + 7).unwrap();
+        file.write_all_at(b"Y", 2 * chunk + 350).unwrap();
         let loaded = load_journal(&part, &journal, None, chunk).unwrap();
         assert_eq!(loaded.size, size);
         assert_eq!(loaded.validator, "\"etag\"");
         assert_eq!(loaded.done, vec![true, false, false]);
+        assert_eq!(loaded.kept.keys().collect::<Vec<_>>(), vec![&2]);
+        let prefix = &loaded.kept[&2];
+        assert_eq!(prefix.length, 300);
+        let mut whole = prefix.hasher.clone();
+        whole.update(&data[(2 * chunk + 300) as usize..]);
+        assert_eq!(whole.digest(), xxh3_64(&data[(2 * chunk) as usize..]));
         assert!(load_journal(&part, &journal, Some(size), chunk * 2).is_none());
         assert!(load_journal(&part, &journal, Some(size + 1), chunk).is_none());
     }
