@@ -4,6 +4,8 @@ message (or a success for input that happens to be valid), never a 500 or a trac
 
 from __future__ import annotations
 
+import http.client
+import socket
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +152,70 @@ def test_oversized_bodies_and_batches(server: UpmirrorServer) -> None:
     assert_clear(server.call("POST", "/api/v1/updates", UpdatesRequest(revisions=refs[:100])), 200)
     too_many_items = {"products": [[wsus.WINDOWS_FAMILY, True]] * 10_001}
     assert_clear(server.call("POST", "/api/v1/revisions", too_many_items), 400)
+
+
+def exchange(server: UpmirrorServer, request: bytes) -> Reply:
+    """Sends raw bytes as a request on a new connection and reads the answer (by its Content-Length, without waiting
+    for the connection to close)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return Reply(response.status, response.headers, response.read())
+
+
+def test_an_authorization_header_that_is_not_utf8_is_a_401(server: UpmirrorServer) -> None:
+    content = next(p for p in (server.directory / "content").rglob("*") if p.is_file())
+    for path in ("/api/v1/server", "/Content/" + content.relative_to(server.directory / "content").as_posix()):
+        for credentials in (b"Bearer \xff\xfe", b"Bearer upm_\xc3\xa9t\xc3\xa9", b"Bearer \x80"):
+            reply = exchange(
+                server, b"GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n" % (path.encode(), credentials)
+            )
+            assert_clear(reply, 401)
+
+
+def test_an_undecodable_body_is_a_400_and_its_backend_connection_is_not_reused(server: UpmirrorServer) -> None:
+    for encoding, body in (("gzip", b"not gzip"), ("deflate", b"\x00\x01 not deflate")):
+        for _ in range(5):  # a broken pooled backend connection failed about every second request after it
+            reply = server.call("POST", "/api/v1/revisions", body, headers={"Content-Encoding": encoding})
+            assert_clear(reply, 400)
+            assert b"content-encoding" in reply.body.lower()
+            assert_clear(server.call("GET", "/api/v1/server"), 200)
+            assert_clear(server.call("POST", "/api/v1/approvals", {"anchor": ""}), 200)
+
+
+def test_a_malformed_chunked_body_is_a_400(server: UpmirrorServer) -> None:
+    head = b"POST /api/v1/revisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" % str(server.token).encode()
+    for chunks in (b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhello-too-long\r\n0\r\n\r\n", b"-1\r\n\r\n"):
+        reply = exchange(server, head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+        assert_clear(reply, 400)
+        assert reply.headers["Connection"] == "close"
+    assert_clear(server.call("GET", "/api/v1/server"), 200)
+
+
+def test_unknown_methods_and_overlong_lines_are_refused_by_the_front(server: UpmirrorServer) -> None:
+    for method in ("FOO", "PROPFIND", "DELETE", "OPTIONS"):
+        reply = exchange(server, b"%s /api/v1/server HTTP/1.1\r\nHost: x\r\n\r\n" % method.encode())
+        assert_clear(reply, 405)
+        assert {m.strip() for m in reply.headers["Allow"].split(",")} == {"GET", "HEAD", "POST"}
+    long_target = "/api/v1/categories?anchor=" + "1" * 9000
+    assert_clear(server.call("GET", long_target), 414)
+    assert_clear(server.call("GET", "/Content/" + "A" * 9000), 414)
+    assert_clear(server.call("GET", "/api/v1/server", headers={"X-Long": "a" * 9000}), 431)
+    assert_clear(server.call("GET", "/Content/00/x.cab", token="a" * 9000), 431)  # asked of the backend too
+    assert_clear(server.call("POST", "/api/v1/revisions", b"\x80", headers={"X-Long": "a" * 9000}), 431)
+    assert_clear(server.call("GET", "/api/v1/server"), 200)
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_declared_body_above_the_limit_is_refused_before_it_is_sent(server: UpmirrorServer) -> None:
+    request = (
+        b"POST /api/v1/revisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+        % (str(server.token).encode(), 1 << 40)
+    )
+    reply = exchange(server, request + b"\x80")  # the answer comes with none of the terabyte sent
+    assert_clear(reply, 413)
+    assert reply.headers["Connection"] == "close"
 
 
 def test_the_server_survives_and_logged_no_traceback(server: UpmirrorServer, tmp_path: Path) -> None:

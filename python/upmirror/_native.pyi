@@ -209,6 +209,7 @@ class ContentFront:
         content_dir: _StrPath,
         backend_socket: _StrPath,
         *,
+        max_request_body: int,
         anonymous_content: bool = False,
         tls_certificate: _StrPath | None = None,
         tls_key: _StrPath | None = None,

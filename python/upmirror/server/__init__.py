@@ -30,7 +30,7 @@ from aiohttp import web
 from upmirror._native import ContentFront
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
-from upmirror.server.app import build_app
+from upmirror.server.app import MAX_BODY, build_app
 from upmirror.server.scheduler import Scheduler
 from upmirror.store import Store
 
@@ -74,6 +74,7 @@ def start_front(
             listening.fileno(),
             directory.content_dir(options),
             backend.getsockname(),
+            max_request_body=MAX_BODY,
             anonymous_content=options.server.anonymous_content,
             tls_certificate=tls or None,
             tls_key=options.server.tls_key if tls else None,

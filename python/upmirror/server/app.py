@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import IO, Final, TypeVar
 
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from upmirror import __version__
 from upmirror.errors import InputError, one_line
@@ -57,6 +59,8 @@ STREAM_CHUNK: Final = 256 << 10
 # A token checked valid is trusted this long without asking the store again; a revoked token stops working within
 # this time. (The front caches its content-access answers as long: TOKEN_CACHE in rust/core/src/front/backend.rs.)
 TOKEN_CACHE_SECONDS: Final = 5.0
+# The syntax of a bearer token (b64token, RFC 6750 2.1).
+BEARER_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 log = logging.getLogger("upmirror.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -267,36 +271,43 @@ class Clients:
 
 
 class Tokens:
-    """Bearer-token checks with a short cache of tokens known to be valid, by role: a downstream token opens the
-    sync protocol and /Content; an admin token opens those and the admin interface."""
+    """Bearer-token checks with a short cache of the roles of tokens known to be valid: a downstream token opens
+    the sync protocol and /Content; an admin token opens those and the admin interface."""
 
     def __init__(self, stores: StoreThreads) -> None:
         self.stores = stores
-        self.valid_until: dict[tuple[str, TokenRole], float] = {}
+        self.valid_until: dict[str, tuple[TokenRole, float]] = {}
 
     def is_known_valid(self, request: web.Request, role: TokenRole) -> bool:
         """True when the request's token was found valid for ``role`` within the cache time: no query, no await."""
-        header = request.headers.get(hdrs.AUTHORIZATION)
-        return header is not None and self.valid_until.get((header, role), 0.0) > time.monotonic()
+        found, until = self.valid_until.get(request.headers.get(hdrs.AUTHORIZATION, ""), ("downstream", 0.0))
+        return until > time.monotonic() and opens(found, role)
 
-    async def is_valid(self, request: web.Request, role: TokenRole, *, cached: bool = True) -> bool:
-        """Whether the request's token is valid for ``role``; ``cached=False`` asks the store even when the token
-        was found valid a moment ago."""
+    async def role_of(self, request: web.Request, *, cached: bool = True) -> TokenRole | None:
+        """The role of the request's token, None when it has no valid token; ``cached=False`` asks the store even
+        when the token was found valid a moment ago."""
         header = request.headers.get(hdrs.AUTHORIZATION, "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
+        token = token.strip()
+        if scheme.lower() != "bearer" or not BEARER_TOKEN.fullmatch(token):
+            return None  # tokens this server issues are plain ASCII (b64token, RFC 6750): this is none of them
         now = time.monotonic()
-        if cached and self.valid_until.get((header, role), 0.0) > now:
-            return True
-        found = await self.stores.run(lambda store: store.token_role(token.strip()))
-        if found is None or (role == "admin" and found != "admin"):
-            self.valid_until.pop((header, role), None)
-            return False
+        found, until = self.valid_until.get(header, ("downstream", 0.0))
+        if cached and until > now:
+            return found
+        role = await self.stores.run(lambda store: store.token_role(token))
+        if role is None:
+            self.valid_until.pop(header, None)
+            return None
         if len(self.valid_until) > 10_000:
             self.valid_until.clear()
-        self.valid_until[(header, role)] = now + TOKEN_CACHE_SECONDS  # kept in this process's memory only
-        return True
+        self.valid_until[header] = (role, now + TOKEN_CACHE_SECONDS)  # kept in this process's memory only
+        return role
+
+
+def opens(found: TokenRole, needed: TokenRole) -> bool:
+    """Whether a token of role ``found`` opens what needs ``needed`` (an admin token opens everything)."""
+    return found in (needed, "admin")
 
 
 async def content_access(_: web.Request) -> web.Response:
@@ -304,6 +315,14 @@ async def content_access(_: web.Request) -> web.Response:
     request's token may read content; the guard answers 401 otherwise. The guard asks the store every time: the front
     caches the answer, and a second cache here would double the time a revoked token keeps working."""
     return web.Response(status=204)
+
+
+def body_problem(error: RequestPayloadError | ConnectionResetError) -> str:
+    """What is wrong with a request body, in one line ("Can not decode content-encoding: gzip")."""
+    if isinstance(error, ConnectionResetError):
+        return "the connection ended before the body did"
+    cause = error.__cause__
+    return one_line(str(getattr(cause, "message", None) or cause or error))
 
 
 def build_app(directory: ServerDirectory, options: Options) -> web.Application:
@@ -317,23 +336,36 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
         instead of showing a traceback."""
 
         async def guard(request: web.Request) -> web.StreamResponse:
-            known = cached and tokens.is_known_valid(request, role)
-            if not known and not await tokens.is_valid(request, role, cached=cached):
+            if not (cached and tokens.is_known_valid(request, role)):
+                found = await tokens.role_of(request, cached=cached)
                 advice = "`upmirror tokens add NAME --admin`" if role == "admin" else "`upmirror tokens add NAME`"
-                raise web.HTTPUnauthorized(
-                    headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
-                    text=f"a valid {role} token is needed (issue one with {advice})\n",
-                )
+                if found is None:
+                    raise web.HTTPUnauthorized(
+                        headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="upmirror"'},
+                        text=f"a valid {role} token is needed (issue one with {advice})\n",
+                    )
+                if not opens(found, role):
+                    raise web.HTTPForbidden(text=f"this is a {found} token: an {role} token is needed ({advice})\n")
             try:
                 return await handler(request)
             except InputError as error:
                 raise web.HTTPBadRequest(text=f"{one_line(str(error))}\n") from None
+            except (RequestPayloadError, ConnectionResetError) as error:
+                # A body that cannot be decoded (Content-Encoding), or whose connection ended before it did (the
+                # front drops a request whose body was malformed): nothing more is read from it, and the connection,
+                # whose state is unknown now, closes with the answer if anyone is left to read it (never reused).
+                request.content.feed_eof()
+                refused = web.HTTPBadRequest(text=f"the request body cannot be read: {body_problem(error)}\n")
+                refused.force_close()
+                raise refused from None
             except (web.HTTPException, ConnectionError, asyncio.CancelledError):
                 raise
             except Exception:
                 incident = secrets.token_hex(4)
                 log.exception("internal error %s on %s %s", incident, request.method, request.path)
-                raise web.HTTPInternalServerError(text=f"internal error {incident} (see the server log)\n") from None
+                failed = web.HTTPInternalServerError(text=f"internal error {incident} (see the server log)\n")
+                failed.force_close()  # a connection whose request failed is not reused
+                raise failed from None
 
         return guard
 

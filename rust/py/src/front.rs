@@ -12,7 +12,8 @@ use upmirror_core::{Front, FrontOptions};
 use crate::errors::IntoPyResult;
 
 /// The front, serving from the moment it is made. `listening_fd` is a bound, listening TCP socket, which the front
-/// duplicates (the caller keeps its own). Raises ValueError for a socket or TLS files it cannot use.
+/// duplicates (the caller keeps its own); `max_request_body` is the backend's limit on request bodies. Raises
+/// ValueError for a socket or TLS files it cannot use.
 #[pyclass(name = "ContentFront", module = "upmirror._native", frozen)]
 pub struct PyContentFront {
     front: Front,
@@ -21,11 +22,12 @@ pub struct PyContentFront {
 #[pymethods]
 impl PyContentFront {
     #[new]
-    #[pyo3(signature = (listening_fd, content_dir, backend_socket, *, anonymous_content=false, tls_certificate=None, tls_key=None))]
+    #[pyo3(signature = (listening_fd, content_dir, backend_socket, *, max_request_body, anonymous_content=false, tls_certificate=None, tls_key=None))]
     fn new(
         listening_fd: RawFd,
         content_dir: PathBuf,
         backend_socket: PathBuf,
+        max_request_body: u64,
         anonymous_content: bool,
         tls_certificate: Option<PathBuf>,
         tls_key: Option<PathBuf>,
@@ -42,7 +44,7 @@ impl PyContentFront {
             (None, None) => None,
             _ => return Err(PyValueError::new_err("TLS needs both a certificate and a key")),
         };
-        let options = FrontOptions { content_dir, backend_socket, anonymous_content, tls };
+        let options = FrontOptions { content_dir, backend_socket, max_request_body, anonymous_content, tls };
         let front = Front::start(TcpListener::from(descriptor), options).into_py()?;
         Ok(PyContentFront { front })
     }

@@ -12,14 +12,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
 
-use super::{BoxError, FrontBody, message};
+use super::{BoxError, FrontBody, message, not_allowed};
+use crate::error::message_chain;
 
 /// The backend route that answers 204 when a request's Authorization header may read content (else 401).
 pub const ACCESS_PATH: &str = "/api/v1/content-access";
@@ -30,6 +31,10 @@ const TOKEN_CACHE: Duration = Duration::from_secs(5);
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
 /// Idle backend connections are closed after this long (before aiohttp's own keep-alive timeout).
 const IDLE_BACKEND_CONNECTION: Duration = Duration::from_secs(30);
+/// The methods the backend's routes answer (GET and POST; aiohttp answers HEAD for every GET). aiohttp refuses a
+/// method it does not know with a multi-line 400 and a traceback in the log, so the front refuses the others.
+const METHODS: [Method; 3] = [Method::GET, Method::HEAD, Method::POST];
+const ALLOW: &str = "GET, HEAD, POST";
 
 /// Headers that describe one connection rather than the message, so they are not forwarded (RFC 9110 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -62,18 +67,46 @@ impl tower_service::Service<Uri> for UnixConnector {
     }
 }
 
+/// A failure reading the client's request body while it was forwarded (a malformed chunk, a body cut short): the
+/// client's fault, answered 400, where a failure of the backend is a 502.
+#[derive(Debug)]
+struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&message_chain(self.0.to_string(), std::error::Error::source(&self.0)))
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
+
 pub struct Backend {
     client: Client<UnixConnector, FrontBody>,
+    /// The largest request body the backend takes (app.py's MAX_BODY).
+    max_request_body: u64,
     /// Authorization header values found valid, until when (kept in this process's memory only, never logged).
     access: Mutex<HashMap<HeaderValue, Instant>>,
 }
 
 impl Backend {
-    pub fn new(socket: PathBuf) -> Self {
+    pub fn new(socket: PathBuf, max_request_body: u64) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_BACKEND_CONNECTION)
             .build(UnixConnector(Arc::new(socket)));
-        Backend { client, access: Mutex::new(HashMap::new()) }
+        Backend { client, max_request_body, access: Mutex::new(HashMap::new()) }
+    }
+
+    /// The answer to a request the backend would refuse, given at once: a method it does not serve (405), a body
+    /// declared larger than it takes (413, before any of the body is read).
+    pub fn refusal<B: Body>(&self, request: &Request<B>) -> Option<Response<FrontBody>> {
+        if !METHODS.contains(request.method()) {
+            return Some(not_allowed(request.method(), "this server", ALLOW));
+        }
+        let declared = request.body().size_hint().lower(); // the Content-Length (0 for a chunked body)
+        (declared > self.max_request_body).then(|| {
+            let text = format!("a body of {declared} bytes; this server takes at most {}", self.max_request_body);
+            message(StatusCode::PAYLOAD_TOO_LARGE, &text)
+        })
     }
 
     /// `None` when the request's Authorization header may read content; otherwise the backend's refusal (401, or
@@ -112,7 +145,8 @@ impl Backend {
         remove_hop_by_hop(&mut parts.headers);
         parts.uri = backend_uri(parts.uri.path_and_query().map_or("/", |path| path.as_str()));
         parts.version = Version::HTTP_11;
-        self.send(Request::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())).await
+        let body = body.map_err(|error| BoxError::from(ClientBodyError(error)));
+        self.send(Request::from_parts(parts, body.boxed_unsync())).await
     }
 
     async fn send(&self, request: Request<FrontBody>) -> Response<FrontBody> {
@@ -122,7 +156,19 @@ impl Backend {
                 remove_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
             }
-            Err(error) => message(StatusCode::BAD_GATEWAY, &format!("the server's backend did not answer: {error}")),
+            Err(error) => {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+                while let Some(error) = cause {
+                    if let Some(ClientBodyError(_)) = error.downcast_ref() {
+                        // The client's connection is broken: it ends with the answer.
+                        let mut refused = message(StatusCode::BAD_REQUEST, &format!("the request body: {error}"));
+                        refused.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return refused;
+                    }
+                    cause = error.source();
+                }
+                message(StatusCode::BAD_GATEWAY, &format!("the server's backend did not answer: {error}"))
+            }
         }
     }
 }

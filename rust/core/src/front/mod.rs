@@ -52,16 +52,26 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most request body bytes read and dropped on a content request (which has no use for a body) to keep its
 /// connection; past this the connection closes after the answer.
 const IGNORED_BODY: usize = 64 << 10;
+/// How long the body of a refused request is read and dropped before its connection closes (aiohttp's
+/// lingering_time).
+const LINGER: Duration = Duration::from_secs(10);
 /// The requests the front answers itself; everything else goes to the backend.
 const CONTENT_PREFIX: &str = "/Content/";
 /// How long the accept loop rests when accept fails (out of descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest request target (path and query) the front takes: 414 above. The backend refuses a request line
+/// longer than 8190 bytes (aiohttp's max_line_size) with a multi-line 400 and a traceback in the log.
+const MAX_REQUEST_TARGET: usize = 8000;
+/// The longest header name or value the front takes: 431 above (aiohttp's max_field_size is 8190 bytes).
+const MAX_HEADER_FIELD: usize = 8000;
 
 #[derive(Clone, Debug)]
 pub struct FrontOptions {
     pub content_dir: PathBuf,
     /// The Unix socket the aiohttp backend listens on.
     pub backend_socket: PathBuf,
+    /// The largest request body the backend takes: a request declaring more is refused (413) before it is sent.
+    pub max_request_body: u64,
     /// Content needs no token (`server.anonymous_content`).
     pub anonymous_content: bool,
     /// PEM files of the server's certificate chain and private key; `None` serves plain HTTP.
@@ -88,7 +98,7 @@ impl Front {
         };
         let routes = Arc::new(Routes {
             content: ContentFiles::new(options.content_dir),
-            backend: backend::Backend::new(options.backend_socket),
+            backend: backend::Backend::new(options.backend_socket, options.max_request_body),
             anonymous_content: options.anonymous_content,
         });
         let (stop, stopped) = watch::channel(false);
@@ -190,12 +200,25 @@ struct Routes {
 
 impl Routes {
     async fn answer(&self, request: Request<Incoming>) -> Response<FrontBody> {
-        if !request.uri().path().starts_with(CONTENT_PREFIX) {
+        let content = request.uri().path().starts_with(CONTENT_PREFIX);
+        let refusal = oversized(&request).or_else(|| if content { None } else { self.backend.refusal(&request) });
+        if let Some(mut refused) = refusal {
+            let body = request.into_body();
+            if !body.is_end_stream() {
+                // The body is not wanted: this connection ends with the answer, once the body was read and dropped
+                // for a while (as nginx's lingering close). A client that sends its whole body before it reads the
+                // answer gets to read it; closing at once would reset the connection under it.
+                refused.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                tokio::spawn(tokio::time::timeout(LINGER, discarded(body, usize::MAX)));
+            }
+            return refused;
+        }
+        if !content {
             return self.backend.forward(request).await;
         }
         let (request, body) = request.into_parts();
         let mut response = self.answer_content(&request).await;
-        if !body.is_end_stream() && !discarded(body).await {
+        if !body.is_end_stream() && !discarded(body, IGNORED_BODY).await {
             // Unread request bytes would be taken for the next request: this connection ends with the answer.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -204,10 +227,7 @@ impl Routes {
 
     async fn answer_content(&self, request: &hyper::http::request::Parts) -> Response<FrontBody> {
         if request.method != Method::GET && request.method != Method::HEAD {
-            let text = format!("{} is not allowed on content", request.method);
-            let mut refused = message(StatusCode::METHOD_NOT_ALLOWED, &text);
-            refused.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return refused;
+            return not_allowed(&request.method, "content", "GET, HEAD");
         }
         if !self.anonymous_content
             && let Some(refusal) = self.backend.check_access(&request.headers).await
@@ -219,12 +239,37 @@ impl Routes {
     }
 }
 
-/// Reads and drops a request body that content requests do not use, up to IGNORED_BODY bytes; true when it ended.
-async fn discarded(mut body: Incoming) -> bool {
+/// A 414 or 431 for a request whose target or a header is longer than the front (and the backend behind it) takes.
+fn oversized<B>(request: &Request<B>) -> Option<Response<FrontBody>> {
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if target > MAX_REQUEST_TARGET {
+        let text = format!("the request target is {target} bytes long; this server takes at most {MAX_REQUEST_TARGET}");
+        return Some(message(StatusCode::URI_TOO_LONG, &text));
+    }
+    let (name, length) = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name, name.as_str().len().max(value.len())))
+        .max_by_key(|(_, length)| *length)?;
+    (length > MAX_HEADER_FIELD).then(|| {
+        let text = format!("the {name} header is {length} bytes long; this server takes at most {MAX_HEADER_FIELD}");
+        message(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &text)
+    })
+}
+
+/// A 405 naming the method, with the methods `allow`ed on `what`.
+fn not_allowed(method: &Method, what: &str, allow: &'static str) -> Response<FrontBody> {
+    let mut refused = message(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed on {what}"));
+    refused.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    refused
+}
+
+/// Reads and drops a request body that is not used, up to `limit` bytes; true when it ended.
+async fn discarded(mut body: Incoming, limit: usize) -> bool {
     let mut read = 0;
     while let Some(Ok(frame)) = body.frame().await {
         read += frame.data_ref().map_or(0, Bytes::len);
-        if read > IGNORED_BODY {
+        if read > limit {
             return false;
         }
     }
