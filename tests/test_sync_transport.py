@@ -4,8 +4,10 @@ admin interface's "synchronize now" behind an admin token."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -151,7 +153,9 @@ def test_synchronize_now_through_the_admin_interface(root: Path, tmp_path: Path)
         admin = ok("tokens", "add", "console", "--admin", "--dir", down).strip()
         downstream_only = add_token(down, "below")
         with UpmirrorServer(down) as server:
-            assert admin_call(server.url, "/api/v1/admin/sync", downstream_only, "POST")[0] == 401
+            assert admin_call(server.url, "/api/v1/admin/sync", downstream_only, "POST")[0] == 403
+            assert admin_call(server.url, "/api/v1/admin/status", downstream_only, "GET")[0] == 403
+            assert admin_call(server.url, "/api/v1/admin/status", "upm_not-a-token", "GET")[0] == 401
             assert admin_call(server.url, "/api/v1/admin/status", "", "GET")[0] == 401
             status, body = admin_call(server.url, "/api/v1/admin/sync", admin, "POST")
             assert status == 202, body
@@ -203,3 +207,19 @@ def test_a_proxy_refusing_the_credentials_or_down_is_named_not_the_upstream(root
     assert PROXY_PASSWORD not in stderr
     entry = history(down)[0]
     assert entry["upstream_unreachable"] is True
+
+
+def test_a_second_synchronize_now_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # an upstream that takes connections and never answers
+        upstream = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        down = make_downstream(tmp_path / "down", upstream, "upm_token", ("transfer.retries", "0"))
+        admin = ok("tokens", "add", "console", "--admin", "--dir", down).strip()
+        with UpmirrorServer(down) as server:
+            first = admin_call(server.url, "/api/v1/admin/sync", admin, "POST")
+            second = admin_call(server.url, "/api/v1/admin/sync", admin, "POST")
+            assert first[0] == 202, first
+            assert second == (409, b"a synchronization is already running\n")
+    # The upstream went away: the sync that was started ends (and lets go of the lock).
+    with (down / "sync.lock").open() as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    assert len(history(down)) == 1

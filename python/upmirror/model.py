@@ -263,6 +263,44 @@ class SyncRecord(msgspec.Struct, kw_only=True):
     upstream_unreachable: bool = False
 
 
+class SyncState(msgspec.Struct, kw_only=True):
+    """What a downstream remembers between synchronizations: which upstream it follows, the anchors that upstream
+    returned, and the filter items of the last successful sync (items added since are asked for in full)."""
+
+    upstream_id: str = ""
+    category_anchor: str = ""
+    update_anchor: str = ""
+    approval_anchor: str = ""
+    driver_anchor: str = ""
+    products: list[str] = msgspec.field(default_factory=list)
+    classifications: list[str] = msgspec.field(default_factory=list)
+    languages: list[str] = msgspec.field(default_factory=list)
+    hardware_ids: list[str] = msgspec.field(default_factory=list)
+    computer_hardware_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class ImportCounts(msgspec.Struct, kw_only=True):
+    """What an imported metadata package changed here: categories added or changed, updates new to this server,
+    revisions stored, expirations taken."""
+
+    categories: int = 0
+    updates: int = 0
+    revisions: int = 0
+    expired: int = 0
+
+
+# A downstream token lets a server synchronize from this one; an admin token also opens the admin interface.
+TokenRole = Literal["downstream", "admin"]
+
+
+class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A bearer token as the server lists it: its name, when it was issued, its role (never the token itself)."""
+
+    name: str
+    created: str
+    role: TokenRole
+
+
 # Reusable encoders and decoders (msgspec's fast path: build them once).
 msgpack_encoder: Final = msgspec.msgpack.Encoder()
 json_encoder: Final = msgspec.json.Encoder()

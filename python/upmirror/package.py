@@ -41,8 +41,8 @@ import zstandard
 
 from upmirror import content_relative_path
 from upmirror.errors import InputError
-from upmirror.model import Category, Update, category_decoder, msgpack_encoder, update_decoder
-from upmirror.store import ImportCounts, Store
+from upmirror.model import Category, ImportCounts, Update, category_decoder, msgpack_encoder, update_decoder
+from upmirror.store import Store
 
 FORMAT_NAME: Final = "upmirror-metadata"
 FORMAT_VERSION: Final = 1

@@ -50,6 +50,9 @@ from upmirror.store import Store, SyncState, storage_failures_as_errors
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
 LOCK_FILE: Final = "sync.lock"
+# The process that starts ``upmirror sync`` may take the sync lock first and hand it down: the number of the lock
+# file's inherited descriptor in this environment variable (so a second "synchronize now" is refused at once).
+LOCK_FD_VARIABLE: Final = "UPMIRROR_SYNC_LOCK_FD"
 # Files handed to the download engine per call: bounds the memory of one job list on huge catalogs.
 DOWNLOAD_BATCH: Final = 20_000
 # Updates stored per transaction (several upstream batches): each commit rewrites every index page it touched, and
@@ -73,34 +76,44 @@ def utc_now() -> datetime.datetime:
 @contextmanager
 def sync_lock(directory: ServerDirectory) -> Iterator[None]:
     """Holds the server's sync lock (an flock, released by the kernel even when the process is killed)."""
-    path = directory.root / LOCK_FILE
-    handle: IO[str] = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SyncBusyError(f"a synchronization of {directory.root} is already running ({holder})") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+    with take_sync_lock(directory):
         yield
-    finally:
+
+
+def take_sync_lock(directory: ServerDirectory) -> IO[str]:
+    """The server's sync lock, held until the returned file is closed (and by every process that inherited it):
+    the lock handed down by the process that started this one (``LOCK_FD_VARIABLE``), else taken now. Raises
+    SyncBusyError while another process holds it."""
+    handle = handed_down_lock(directory) or (directory.root / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a handed-down lock is already this file's: no wait
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
         handle.close()
+        raise SyncBusyError(f"a synchronization of {directory.root} is already running ({holder})") from None
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
-def is_sync_running(directory: ServerDirectory) -> bool:
-    """True while another process holds the server's sync lock."""
-    path = directory.root / LOCK_FILE
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+def handed_down_lock(directory: ServerDirectory) -> IO[str] | None:
+    """The lock file's descriptor that the starting process named in ``LOCK_FD_VARIABLE`` (taken out of the
+    environment, so it is used once), or None when there is none or it is not open on this server's lock file."""
+    number = os.environ.pop(LOCK_FD_VARIABLE, "")
+    if not number.isdigit():
+        return None
+    try:
+        if not os.path.samestat(os.fstat(int(number)), (directory.root / LOCK_FILE).stat()):
+            return None
+    except OSError:
+        return None
+    return open(int(number), "a+")  # noqa: PTH123 (a descriptor, not a path)
 
 
 class Synchronizer:

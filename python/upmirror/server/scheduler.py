@@ -16,6 +16,7 @@ from upmirror.options import ServerDirectory
 from upmirror.schedule import Schedule
 from upmirror.server.admin import start_sync
 from upmirror.store import Store
+from upmirror.sync import SyncBusyError
 
 # Options are re-read at least this often while waiting, so a changed schedule takes effect.
 RECHECK_SECONDS: Final = 60.0
@@ -75,7 +76,10 @@ class Scheduler:
         """Runs one ``upmirror sync`` and returns the history record it wrote (None if it wrote none, e.g. when
         another sync held the lock)."""
         before = await asyncio.to_thread(self.latest_record)
-        process = await start_sync(self.directory, scheduled=True)
+        try:
+            process = await start_sync(self.directory, scheduled=True)
+        except SyncBusyError:
+            return None
         await process.communicate()
         after = await asyncio.to_thread(self.latest_record)
         return after if after is not None and (before is None or after.id != before.id) else None
