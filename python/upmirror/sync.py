@@ -42,11 +42,12 @@ from upmirror.model import (
     Selection,
     ServerInfo,
     SyncRecord,
+    SyncState,
     SyncTrigger,
     Update,
 )
 from upmirror.options import Options, ServerDirectory
-from upmirror.store import Store, SyncState, storage_failures_as_errors
+from upmirror.store import Store, storage_failures_as_errors
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
 LOCK_FILE: Final = "sync.lock"
