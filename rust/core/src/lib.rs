@@ -17,6 +17,7 @@ pub mod progress;
 pub mod store;
 pub mod tls;
 pub mod verify;
+pub mod wsus;
 
 pub use copy::{CopyOptions, CopyReport, copy_content};
 pub use dedup::{DedupOptions, DedupReport, DuplicateGroup, LinkKind, deduplicate};

@@ -1,0 +1,224 @@
+//! Microsoft cabinets held in memory: the compressed update blobs of MS-WSUSSS (one LZX folder) and wsusutil export
+//! packages. Decoding goes through the `cab` crate (LZX by `lzxd`, MSZIP, stored folders) behind limits the caller
+//! sets, because a cabinet comes from the network and a few kilobytes of LZX can claim gigabytes.
+
+use std::io::{self, Cursor, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use cab::{Cabinet, CabinetBuilder, CompressionType};
+
+use crate::error::{Error, Result};
+
+/// One file of a cabinet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CabinetMember {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// What a cabinet may unpack to before it is refused as a decompression bomb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CabinetLimits {
+    /// The members' unpacked sizes added up.
+    pub max_total_size: u64,
+    pub max_members: usize,
+}
+
+impl CabinetLimits {
+    /// A limit on the unpacked size, and the member count a wsusutil package or an update blob never comes near.
+    pub fn with_max_size(max_total_size: u64) -> Self {
+        CabinetLimits { max_total_size, max_members: 1024 }
+    }
+}
+
+const SIGNATURE: &[u8; 4] = b"MSCF";
+/// CFHEADER: signature, reserved, cbCabinet, ... ; the fixed part is 36 bytes.
+const HEADER_SIZE: usize = 36;
+
+/// Unpacks every member of a cabinet, in the order the cabinet lists them.
+pub fn read_cabinet(data: &[u8], limits: &CabinetLimits) -> Result<Vec<CabinetMember>> {
+    if data.len() < HEADER_SIZE {
+        return Err(bad_cabinet(if data.starts_with(SIGNATURE) {
+            format!("truncated: {} bytes, shorter than a cabinet header", data.len())
+        } else {
+            "not a cabinet (no MSCF signature)".to_owned()
+        }));
+    }
+    if !data.starts_with(SIGNATURE) {
+        return Err(bad_cabinet("not a cabinet (no MSCF signature)".to_owned()));
+    }
+    let declared_size = u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize;
+    if declared_size > data.len() {
+        return Err(bad_cabinet(format!("truncated: {} of its {declared_size} bytes", data.len())));
+    }
+    // A decoder that panics on hostile input must not take the process with it.
+    catch_unwind(AssertUnwindSafe(|| unpack(data, limits)))
+        .unwrap_or_else(|_| Err(bad_cabinet("its compressed data is corrupt (the decoder gave up)".to_owned())))
+}
+
+fn unpack(data: &[u8], limits: &CabinetLimits) -> Result<Vec<CabinetMember>> {
+    let mut cabinet = Cabinet::new(Cursor::new(data)).map_err(|e| io_to_error(&e))?;
+    let mut entries: Vec<(String, u64)> = Vec::new();
+    for folder in cabinet.folder_entries() {
+        if let CompressionType::Quantum(..) = folder.compression_type() {
+            return Err(bad_cabinet("Quantum compression is not supported".to_owned()));
+        }
+        for file in folder.file_entries() {
+            entries.push((file.name().to_owned(), u64::from(file.uncompressed_size())));
+        }
+    }
+    if entries.len() > limits.max_members {
+        return Err(bad_cabinet(format!("{} members, above the limit of {}", entries.len(), limits.max_members)));
+    }
+    let total: u64 = entries.iter().map(|(_, size)| size).sum();
+    if total > limits.max_total_size {
+        return Err(bad_cabinet(format!(
+            "it would unpack to {total} bytes, above the limit of {} (a decompression bomb?)",
+            limits.max_total_size
+        )));
+    }
+    let mut members = Vec::with_capacity(entries.len());
+    for (index, (name, size)) in entries.iter().enumerate() {
+        if entries[..index].iter().any(|(earlier, _)| earlier == name) {
+            return Err(bad_cabinet(format!("it names the member {name:?} twice")));
+        }
+        let mut bytes = Vec::with_capacity(*size as usize);
+        cabinet
+            .read_file(name)
+            .and_then(|reader| reader.take(*size).read_to_end(&mut bytes))
+            .map_err(|e| member_error(name, &e))?;
+        if bytes.len() as u64 != *size {
+            return Err(bad_cabinet(format!("member {name:?}: truncated at {} of {size} bytes", bytes.len())));
+        }
+        members.push(CabinetMember { name: name.clone(), data: bytes });
+    }
+    Ok(members)
+}
+
+/// Packs members into a cabinet with one MSZIP folder, as wsusutil's packages and cabinet tools expect.
+pub fn write_cabinet(members: &[CabinetMember]) -> Result<Vec<u8>> {
+    let mut builder = CabinetBuilder::new();
+    let folder = builder.add_folder(CompressionType::MsZip);
+    for member in members {
+        if member.name.is_empty() || member.name.contains('\0') {
+            return Err(Error::InvalidInput(format!("cabinet member name {:?} is not allowed", member.name)));
+        }
+        folder.add_file(member.name.clone());
+    }
+    let write = || -> io::Result<Vec<u8>> {
+        let mut writer = builder.build(Cursor::new(Vec::new()))?;
+        let mut index = 0;
+        while let Some(mut file) = writer.next_file()? {
+            io::Write::write_all(&mut file, &members[index].data)?;
+            index += 1;
+        }
+        Ok(writer.finish()?.into_inner())
+    };
+    write().map_err(|e| Error::InvalidInput(format!("cannot write the cabinet: {e}")))
+}
+
+fn bad_cabinet(why: impl std::fmt::Display) -> Error {
+    Error::InvalidInput(format!("bad cabinet: {why}"))
+}
+
+fn io_to_error(error: &io::Error) -> Error {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        bad_cabinet("truncated".to_owned())
+    } else {
+        bad_cabinet(error.to_string())
+    }
+}
+
+fn member_error(name: &str, error: &io::Error) -> Error {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        bad_cabinet(format!("member {name:?}: truncated"))
+    } else {
+        bad_cabinet(format!("member {name:?}: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(pairs: &[(&str, &[u8])]) -> Vec<CabinetMember> {
+        pairs.iter().map(|(name, data)| CabinetMember { name: (*name).to_owned(), data: data.to_vec() }).collect()
+    }
+
+    fn generous() -> CabinetLimits {
+        CabinetLimits::with_max_size(64 << 20)
+    }
+
+    /// Bytes that compress, and bytes that do not, above one 32 KiB block.
+    fn sample(len: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|i| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i % 3 == 0 { (state >> 16) as u8 } else { b"update"[i % 6] }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_through_mszip() {
+        let big = sample(200_000, 7);
+        let input = members(&[("package.xml", b"<ExportPackage/>"), ("metadata.txt", &big), ("empty", b"")]);
+        let packed = write_cabinet(&input).unwrap();
+        assert!(packed.len() < big.len());
+        assert_eq!(read_cabinet(&packed, &generous()).unwrap(), input);
+    }
+
+    #[test]
+    fn a_truncated_cabinet_is_refused() {
+        let packed = write_cabinet(&members(&[("blob", &sample(70_000, 3))])).unwrap();
+        for cut in [10, 40, 60, packed.len() / 2, packed.len() - 1] {
+            let message = read_cabinet(&packed[..cut], &generous()).unwrap_err().to_string();
+            assert!(message.contains("truncated"), "cut at {cut}: {message}");
+        }
+    }
+
+    #[test]
+    fn not_a_cabinet() {
+        let message = read_cabinet(b"PK\x03\x04 this is a zip file, not a cabinet....", &generous()).unwrap_err();
+        assert!(message.to_string().contains("no MSCF signature"), "{message}");
+    }
+
+    #[test]
+    fn corrupt_data_is_an_error_not_a_panic() {
+        let packed = write_cabinet(&members(&[("blob", &sample(100_000, 11))])).unwrap();
+        for position in (60..packed.len()).step_by(97) {
+            let mut damaged = packed.clone();
+            damaged[position] ^= 0x5a;
+            // Either the damage is caught, or the bytes come back changed; never a panic or an endless loop.
+            let _ = read_cabinet(&damaged, &generous());
+        }
+    }
+
+    #[test]
+    fn a_bomb_is_refused_before_unpacking() {
+        let zeros = vec![0u8; 8 << 20];
+        let packed = write_cabinet(&members(&[("a", &zeros), ("b", &zeros)])).unwrap();
+        assert!(packed.len() < 200_000, "{} bytes", packed.len());
+        let limits = CabinetLimits::with_max_size(10 << 20);
+        let message = read_cabinet(&packed, &limits).unwrap_err().to_string();
+        assert!(message.contains("above the limit of 10485760"), "{message}");
+        assert_eq!(read_cabinet(&packed, &CabinetLimits::with_max_size(16 << 20)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn too_many_members_are_refused() {
+        let many: Vec<CabinetMember> =
+            (0..20).map(|i| CabinetMember { name: format!("m{i}"), data: vec![1, 2, 3] }).collect();
+        let packed = write_cabinet(&many).unwrap();
+        let limits = CabinetLimits { max_total_size: 1 << 20, max_members: 10 };
+        let message = read_cabinet(&packed, &limits).unwrap_err().to_string();
+        assert!(message.contains("20 members, above the limit of 10"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_member_name_is_refused_when_writing() {
+        assert!(write_cabinet(&members(&[("", b"x")])).is_err());
+        assert!(write_cabinet(&members(&[("a\0b", b"x")])).is_err());
+    }
+}
