@@ -9,11 +9,11 @@
 //! (256 KiB) more bytes written, and one when it is finished. A restarted download re-reads the journaled chunks and
 //! keeps only what still hashes as recorded: whole chunks, and of an unfinished chunk the longest recorded beginning
 //! (the rest of it is asked for with a Range). So a kill costs, per chunk under way, less than `PROGRESS_STEP` plus
-//! the bytes gathered for one write (`WRITE_BUFFER`, when the network delivers small reads), at most
-//! `connections` chunks at once; small files fetched in one piece are fetched again whole. The whole-file digest is
-//! computed over every byte again before placement, so nothing unverified is ever trusted. Journals are not
-//! fsynced: a killed process loses nothing the page cache holds, and after a power loss a record whose bytes did not
-//! reach the disk fails its XXH3 check.
+//! the bytes gathered for one write (`WRITE_BUFFER`, 256 KiB, when the network delivers small reads): under 512 KiB
+//! of each of at most `connections` chunks; small files fetched in one piece are fetched again whole. The
+//! whole-file digest is computed over every byte again before placement, so nothing unverified is ever trusted.
+//! Journals are not fsynced: a killed process loses nothing the page cache holds, and after a power loss a record
+//! whose bytes did not reach the disk fails its XXH3 check.
 //!
 //! Origins that cannot be reached: connections that cannot be made (refused, no route, connect timeout) do not count
 //! against a file's retries. `CIRCUIT_THRESHOLD` of them in a row take the origin for down (`Circuit`): its files
@@ -58,8 +58,9 @@ pub const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(30);
 /// Connections in a row that could not be made (over all files of an origin) before the origin counts as down.
 const CIRCUIT_THRESHOLD: u32 = 3;
 
-/// Received bytes are gathered into writes of this size (fewer system calls than one write per network read).
-const WRITE_BUFFER: usize = 1 << 20;
+/// Received bytes are gathered into writes of this size (fewer system calls than one write per network read). Also
+/// the step of a chunk's journaled progress: bytes gathered and not yet written are lost to a kill.
+const WRITE_BUFFER: usize = 256 << 10;
 /// Network reads at least this large are written without gathering.
 const DIRECT_WRITE_MIN: usize = 64 << 10;
 /// The hasher behind chunked writers reads back this much at a time.
@@ -72,7 +73,7 @@ const JOURNAL_MAGIC: &[u8; 8] = b"UPMJRNL2";
 const JOURNAL_RECORD: usize = 24;
 /// A chunk under way journals its progress each time this many more bytes of it were written, so a killed run
 /// loses less than this (plus the bytes gathered for a write) of each chunk that was under way.
-const PROGRESS_STEP: u64 = 256 << 10;
+const PROGRESS_STEP: u64 = WRITE_BUFFER as u64;
 /// File tasks alive at once per connection: enough to keep every connection busy with small files while the job
 /// list is consumed lazily (memory stays flat in the number of jobs).
 const FILE_TASKS_PER_CONNECTION: usize = 4;
