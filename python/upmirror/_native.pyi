@@ -3,7 +3,7 @@
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import final
+from typing import TypedDict, final
 
 __version__: str
 __all__ = [
@@ -29,12 +29,17 @@ __all__ = [
     "__version__",
     "content_relative_path",
     "copy_content",
+    "decode_update_blob",
+    "decode_update_blobs",
     "deduplicate",
+    "encode_update_xml",
     "forget_deleted_content",
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "read_cabinet",
     "verify_content",
+    "write_cabinet",
 ]
 
 class UpmirrorError(Exception):
@@ -368,3 +373,101 @@ def deduplicate(
     threads: int | None = None,
     progress: _ProgressCallback | None = None,
 ) -> DedupReport: ...
+
+# The WSUS metadata layer (rust/core/src/wsus): update blobs, update XML, cabinets.
+
+class _LocalizedProperties(TypedDict):
+    language: str
+    title: str
+    description: str | None
+
+class _UpdateFile(TypedDict):
+    file_name: str
+    digest: str
+    digest_algorithm: str
+    size: int
+    modified: str | None
+    patching_type: str | None
+    sha256: str | None
+
+# "class" is a keyword, hence the functional form.
+_DriverMetadata = TypedDict(
+    "_DriverMetadata",
+    {
+        "hardware_id": str,
+        "whql_driver_id": str | None,
+        "manufacturer": str | None,
+        "company": str | None,
+        "provider": str | None,
+        "driver_ver_date": str | None,
+        "driver_ver_version": str | None,
+        "class": str | None,
+        "distribution_computer_hardware_ids": list[str],
+        "target_computer_hardware_ids": list[str],
+    },
+)
+
+class _UpdateMetadata(TypedDict):
+    update_id: str
+    revision_number: int
+    update_type: str
+    default_language: str | None
+    publication_state: str | None
+    creation_date: str | None
+    explicitly_deployable: bool | None
+    is_public: bool | None
+    handler: str | None
+    eula_id: str | None
+    kb_article_id: str | None
+    support_url: str | None
+    more_info_url: str | None
+    msrc_severity: str | None
+    security_bulletin_id: str | None
+    localized_properties: list[_LocalizedProperties]
+    category_type: str | None
+    parent_category: str | None
+    prerequisites: list[str]
+    prerequisite_groups: list[list[str]]
+    category_groups: list[list[str]]
+    bundled_updates: list[tuple[str, int]]
+    superseded_updates: list[str]
+    files: list[_UpdateFile]
+    eula_files: list[_UpdateFile]
+    handler_data_type: str | None
+    drivers: list[_DriverMetadata]
+
+def decode_update_blob(data: bytes, compressed: bool) -> _UpdateMetadata:
+    """Reads one update's XML: XmlUpdateBlob (UTF-8 text, compressed=False) or XmlUpdateBlobCompressed (a cabinet
+    holding UTF-16LE text, compressed=True). The GIL is released while decoding. ValueError names a bad blob (bad
+    cabinet, above 16 MiB of XML, nesting above 128, a DTD or an undefined entity, a missing identity).
+
+    Keys (ids are lower-case GUIDs, digests lower-case hex; absent values are None or empty lists):
+    update_id, revision_number; update_type (Software, Driver, Category, Detectoid); default_language;
+    publication_state (Published, Expired); creation_date; explicitly_deployable; is_public; handler (the
+    Properties Handler namespace); eula_id; kb_article_id; support_url; more_info_url; msrc_severity;
+    security_bulletin_id; localized_properties [{language, title, description}]; category_type (Company,
+    ProductFamily, Product, UpdateClassification); parent_category (a category's first IsCategory prerequisite);
+    prerequisites (ids that must all be installed); prerequisite_groups (AtLeastOne groups); category_groups
+    (AtLeastOne IsCategory="true" groups: an update's products and its classification, which the caller tells apart);
+    bundled_updates [(update_id, revision_number)]; superseded_updates; files and eula_files [{file_name, digest
+    (SHA-1), digest_algorithm, size, modified, patching_type, sha256}]; handler_data_type (HandlerSpecificData's
+    xsi:type, e.g. Category, CommandLineInstallation, WindowsDriver, Cbs); drivers [{hardware_id, whql_driver_id,
+    manufacturer, company, provider, driver_ver_date, driver_ver_version, class, distribution_computer_hardware_ids,
+    target_computer_hardware_ids}].
+    """
+
+def decode_update_blobs(blobs: list[tuple[bytes, bool]]) -> list[_UpdateMetadata]:
+    """decode_update_blob for many (data, compressed) pairs on every core, in order; ValueError names the index of
+    the first bad blob."""
+
+def encode_update_xml(metadata: _UpdateMetadata | dict[str, object]) -> str:
+    """The update XML a WSUS server sends for a metadata dict with decode_update_blob's keys (update_id,
+    revision_number and update_type are required; parent_category is ignored). Reading it back gives the same dict.
+    ValueError for an unknown key, a bad value, or a character XML cannot hold."""
+
+def read_cabinet(data: bytes, max_size: int) -> list[tuple[str, bytes]]:
+    """The members of a Microsoft cabinet (LZX, MSZIP or stored) as (name, bytes), in the cabinet's order.
+    ValueError for a bad or truncated cabinet, or one whose members add up to more than max_size bytes."""
+
+def write_cabinet(members: list[tuple[str, bytes]]) -> bytes:
+    """A cabinet of (name, bytes) members in one MSZIP folder."""

@@ -23,6 +23,7 @@ mod http;
 mod progress;
 mod store;
 mod verify;
+mod wsus;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -37,5 +38,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     verify::register(m)?;
     dedup::register(m)?;
     front::register(m)?;
+    wsus::register(m)?;
     Ok(())
 }

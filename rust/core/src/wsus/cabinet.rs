@@ -5,7 +5,9 @@
 use std::io::{self, Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use cab::{Cabinet, CabinetBuilder, CompressionType};
+use cab::{Cabinet, CompressionType};
+use flate2::Compression;
+use flate2::write::DeflateEncoder;
 
 use crate::error::{Error, Result};
 
@@ -96,25 +98,87 @@ fn unpack(data: &[u8], limits: &CabinetLimits) -> Result<Vec<CabinetMember>> {
 }
 
 /// Packs members into a cabinet with one MSZIP folder, as wsusutil's packages and cabinet tools expect.
+///
+/// Each 32 KiB frame is its own complete deflate stream. (The `cab` crate's writer continues one deflate stream
+/// across frames; `cabextract` rejects the result as soon as a member spans two frames, so it is not used here.)
 pub fn write_cabinet(members: &[CabinetMember]) -> Result<Vec<u8>> {
-    let mut builder = CabinetBuilder::new();
-    let folder = builder.add_folder(CompressionType::MsZip);
+    assemble_cabinet(members, TYPE_MSZIP, mszip_frame)
+}
+
+/// typeCompress of an MSZIP folder.
+const TYPE_MSZIP: u16 = 1;
+/// A folder's data is cut into frames of this many bytes, one CFDATA each.
+pub(crate) const FRAME_SIZE: usize = 32 * 1024;
+
+fn mszip_frame(frame: &[u8], _index: usize) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(b"CK".to_vec(), Compression::default());
+    // Writing to a Vec cannot fail.
+    io::Write::write_all(&mut encoder, frame).expect("deflate into memory");
+    encoder.finish().expect("deflate into memory")
+}
+
+/// A cabinet of one folder: CFHEADER, CFFOLDER, a CFFILE per member, then the folder's data cut into 32 KiB frames,
+/// each encoded by `encode_frame(frame, index)` into one CFDATA (no checksum, which the format allows).
+pub(crate) fn assemble_cabinet(
+    members: &[CabinetMember],
+    type_compress: u16,
+    mut encode_frame: impl FnMut(&[u8], usize) -> Vec<u8>,
+) -> Result<Vec<u8>> {
     for member in members {
-        if member.name.is_empty() || member.name.contains('\0') {
+        if member.name.is_empty() || member.name.len() > 255 || member.name.contains('\0') {
             return Err(Error::InvalidInput(format!("cabinet member name {:?} is not allowed", member.name)));
         }
-        folder.add_file(member.name.clone());
     }
-    let write = || -> io::Result<Vec<u8>> {
-        let mut writer = builder.build(Cursor::new(Vec::new()))?;
-        let mut index = 0;
-        while let Some(mut file) = writer.next_file()? {
-            io::Write::write_all(&mut file, &members[index].data)?;
-            index += 1;
+    let folder_data: Vec<u8> = members.iter().flat_map(|member| member.data.iter().copied()).collect();
+    if members.len() > usize::from(u16::MAX) || folder_data.len() > 0x7fff_8000 {
+        return Err(Error::InvalidInput("too much for one cabinet folder".to_owned()));
+    }
+    let frames: Vec<Vec<u8>> =
+        folder_data.chunks(FRAME_SIZE).enumerate().map(|(index, chunk)| encode_frame(chunk, index)).collect();
+    let files_size: usize = members.iter().map(|member| 16 + member.name.len() + 1).sum();
+    let data_start = HEADER_SIZE + 8 + files_size;
+    let total = data_start + frames.iter().map(|frame| 8 + frame.len()).sum::<usize>();
+    let total_u32 = u32::try_from(total).map_err(|_| Error::InvalidInput("too much for one cabinet".to_owned()))?;
+
+    let mut out = Vec::with_capacity(total);
+    let u16_le = |out: &mut Vec<u8>, value: usize| out.extend_from_slice(&(value as u16).to_le_bytes());
+    out.extend_from_slice(SIGNATURE);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&total_u32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&((HEADER_SIZE + 8) as u32).to_le_bytes()); // the first CFFILE
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&[3, 1]); // format version 1.3
+    u16_le(&mut out, 1); // folders
+    u16_le(&mut out, members.len());
+    u16_le(&mut out, 0); // flags
+    u16_le(&mut out, 0); // set id
+    u16_le(&mut out, 0); // index in the set
+    out.extend_from_slice(&(data_start as u32).to_le_bytes());
+    u16_le(&mut out, frames.len());
+    out.extend_from_slice(&type_compress.to_le_bytes());
+    let mut offset = 0usize;
+    for member in members {
+        out.extend_from_slice(&(member.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(offset as u32).to_le_bytes());
+        u16_le(&mut out, 0); // folder 0
+        u16_le(&mut out, (1 << 5) | 1); // 1980-01-01: a fixed date keeps the cabinet reproducible
+        u16_le(&mut out, 0);
+        u16_le(&mut out, if member.name.is_ascii() { 0x20 } else { 0xa0 }); // archive, name in UTF-8
+        out.extend_from_slice(member.name.as_bytes());
+        out.push(0);
+        offset += member.data.len();
+    }
+    for (frame, chunk) in frames.iter().zip(folder_data.chunks(FRAME_SIZE)) {
+        if frame.len() > usize::from(u16::MAX) {
+            return Err(Error::InvalidInput("a cabinet frame does not fit a CFDATA block".to_owned()));
         }
-        Ok(writer.finish()?.into_inner())
-    };
-    write().map_err(|e| Error::InvalidInput(format!("cannot write the cabinet: {e}")))
+        out.extend_from_slice(&0u32.to_le_bytes());
+        u16_le(&mut out, frame.len());
+        u16_le(&mut out, chunk.len());
+        out.extend_from_slice(frame);
+    }
+    Ok(out)
 }
 
 fn bad_cabinet(why: impl std::fmt::Display) -> Error {
@@ -167,6 +231,19 @@ mod tests {
         let packed = write_cabinet(&input).unwrap();
         assert!(packed.len() < big.len());
         assert_eq!(read_cabinet(&packed, &generous()).unwrap(), input);
+    }
+
+    #[test]
+    fn cabextract_reads_what_write_cabinet_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = members(&[("metadata.txt", &sample(100_000, 5)), ("package.xml", b"<ExportPackage/>")]);
+        let path = dir.path().join("package.cab");
+        std::fs::write(&path, write_cabinet(&input).unwrap()).unwrap();
+        let status = std::process::Command::new("cabextract").arg("-q").arg("-d").arg(dir.path()).arg(&path).status();
+        assert!(status.expect("cabextract is installed").success(), "cabextract refused the cabinet");
+        for member in &input {
+            assert_eq!(std::fs::read(dir.path().join(&member.name)).unwrap(), member.data, "{}", member.name);
+        }
     }
 
     #[test]

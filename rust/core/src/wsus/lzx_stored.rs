@@ -2,13 +2,13 @@
 //! is packaged for this project, and WSUS sends its compressed update blobs as LZX cabinets; stored blocks make a
 //! valid LZX stream of any content, so the decoder can be checked against `cabextract` on real LZX framing.
 //!
-//! Layout, from the cabinet format (CFHEADER, CFFOLDER, CFFILE, CFDATA) and the LZX bitstream description: the folder
-//! is cut into 32 KiB frames, one CFDATA each. Each frame holds one uncompressed block: the block header (the first
-//! frame starts with the one-bit "no E8 translation" flag) is packed MSB-first into little-endian 16-bit words, padded
-//! to the next word (1 to 16 bits), then the three repeated-offset registers as 32-bit little-endian values, the raw
-//! bytes, and a pad byte after an odd-sized block.
+//! The cabinet around the frames is `cabinet::assemble_cabinet`'s. From the LZX bitstream description, each 32 KiB
+//! frame holds one uncompressed block: the block header (the first frame starts with the one-bit "no E8 translation"
+//! flag) packed MSB-first into little-endian 16-bit words and padded to the next word (1 to 16 bits), then the three
+//! repeated-offset registers as 32-bit little-endian values, the raw bytes, and a pad byte after an odd-sized block.
 
-const FRAME: usize = 32 * 1024;
+use crate::wsus::cabinet::{CabinetMember, assemble_cabinet};
+
 /// typeCompress: LZX (3) with a 2 MiB window (21 bits), as the specification names for update blobs.
 const LZX_2MB: u16 = 3 | (21 << 8);
 
@@ -64,60 +64,9 @@ fn lzx_frame(frame: &[u8], first: bool) -> Vec<u8> {
 
 /// A cabinet of the given members in one LZX folder of stored blocks.
 pub fn lzx_stored_cabinet(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let folder_data: Vec<u8> = members.iter().flat_map(|(_, data)| data.iter().copied()).collect();
-    let frames: Vec<Vec<u8>> = if folder_data.is_empty() {
-        Vec::new()
-    } else {
-        folder_data.chunks(FRAME).enumerate().map(|(index, chunk)| lzx_frame(chunk, index == 0)).collect()
-    };
-
-    let header_len = 36;
-    let folder_len = 8;
-    let files_len: usize = members.iter().map(|(name, _)| 16 + name.len() + 1).sum();
-    let data_start = header_len + folder_len + files_len;
-    let data_len: usize = frames.iter().map(|frame| 8 + frame.len()).sum();
-    let total = data_start + data_len;
-
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"MSCF");
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&((header_len + folder_len) as u32).to_le_bytes()); // coffFiles
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&[3, 1]); // version 1.3
-    out.extend_from_slice(&1u16.to_le_bytes()); // folders
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // flags
-    out.extend_from_slice(&0x5753u16.to_le_bytes()); // set id
-    out.extend_from_slice(&0u16.to_le_bytes()); // index in set
-
-    out.extend_from_slice(&(data_start as u32).to_le_bytes());
-    out.extend_from_slice(&(frames.len() as u16).to_le_bytes());
-    out.extend_from_slice(&LZX_2MB.to_le_bytes());
-
-    let date: u16 = ((2026 - 1980) << 9) | (1 << 5) | 1;
-    let mut offset = 0u32;
-    for (name, data) in members {
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes()); // folder 0
-        out.extend_from_slice(&date.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes()); // time
-        out.extend_from_slice(&0x20u16.to_le_bytes()); // archive
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        offset += data.len() as u32;
-    }
-
-    for (frame, chunk) in frames.iter().zip(folder_data.chunks(FRAME)) {
-        out.extend_from_slice(&0u32.to_le_bytes()); // no checksum
-        out.extend_from_slice(&(frame.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
-        out.extend_from_slice(frame);
-    }
-    assert_eq!(out.len(), total);
-    out
+    let members: Vec<CabinetMember> =
+        members.iter().map(|(name, data)| CabinetMember { name: (*name).to_owned(), data: data.to_vec() }).collect();
+    assemble_cabinet(&members, LZX_2MB, |frame, index| lzx_frame(frame, index == 0)).unwrap()
 }
 
 #[cfg(test)]
@@ -125,7 +74,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::wsus::cabinet::{CabinetLimits, CabinetMember, read_cabinet};
+    use crate::wsus::cabinet::{CabinetLimits, read_cabinet};
 
     /// What `cabextract` makes of a cabinet: (name, bytes) for each member, in cabextract's own reading.
     fn cabextract(cabinet: &[u8]) -> Vec<(String, Vec<u8>)> {
