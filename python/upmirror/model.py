@@ -36,12 +36,14 @@ Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 # Anchors are opaque to clients: "" asks for everything, otherwise the value a previous answer returned.
 Anchor = Annotated[str, msgspec.Meta(max_length=40)]
 
-CategoryKind = Literal["family", "product", "classification"]
+CategoryKind = Literal["company", "family", "product", "classification"]
+# The kinds of category that are products in the filter's sense: a company or a family stands for everything below.
+PRODUCT_KINDS: Final[tuple[CategoryKind, ...]] = ("company", "family", "product")
 ApprovalAction = Literal["approved", "declined", "not_approved"]
 
 
 class Category(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A product family, a product (``parent`` names its family), or an update classification."""
+    """A company, a product family, a product (``parent`` names the category above), or an update classification."""
 
     id: Guid
     kind: CategoryKind
@@ -60,6 +62,9 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     blake3: Sha256Hex | None = None
     languages: list[Language] = msgspec.field(default_factory=list)
     express: bool = False
+    # Where the file is downloaded from when its upstream names an address of its own (Microsoft Update's download
+    # servers); None: the upstream's /Content, by digest.
+    url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
 
     def __post_init__(self) -> None:
         # The content store's grammar of a content name (rust/core/src/store.rs) is the one grammar: a name whose
@@ -91,6 +96,8 @@ class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     expired: bool = False
     hardware_ids: Annotated[list[HardwareId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     computer_hardware_ids: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    # The update's original XML (zstd), when it came over the WSUS protocol: sent on unchanged to WSUS downstreams.
+    xml: Annotated[bytes, msgspec.Meta(max_length=4 << 20)] | None = None
 
     @property
     def is_driver(self) -> bool:
@@ -302,6 +309,80 @@ class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Reusable encoders and decoders (msgspec's fast path: build them once).
+# ---- update metadata of the WSUS protocol (MS-WSUSSS): what the Rust core reads from update XML and writes back ----
+
+WsusUpdateType = Literal["Software", "Driver", "Category", "Detectoid"]
+WsusCategoryType = Literal["Company", "ProductFamily", "Product", "UpdateClassification"]
+
+
+class MetadataFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``upd:File`` of update XML; digests in lower-case hex (SHA-1 names the content, SHA-256 verifies it)."""
+
+    file_name: str
+    digest: str
+    size: int
+    digest_algorithm: str = "SHA1"
+    modified: str | None = None
+    patching_type: str | None = None
+    sha256: str | None = None
+
+
+class MetadataDriver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One hardware ID a driver update installs on, with the computers it is distributed to or aimed at."""
+
+    hardware_id: str
+    whql_driver_id: str | None = None
+    manufacturer: str | None = None
+    company: str | None = None
+    provider: str | None = None
+    driver_ver_date: str | None = None
+    driver_ver_version: str | None = None
+    # "class" in the XML, a keyword here.
+    driver_class: str | None = msgspec.field(default=None, name="class")
+    distribution_computer_hardware_ids: list[str] = msgspec.field(default_factory=list)
+    target_computer_hardware_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class LocalizedProperties(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    language: str
+    title: str
+    description: str | None = None
+
+
+class UpdateMetadata(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One update's XML as the Rust core reads it (``decode_update_blob``) and writes it (``encode_update_xml``):
+    categories and detectoids are updates too. ``category_groups`` are the prerequisite groups marked IsCategory: an
+    update's products, and in another group its classification; a category's parent."""
+
+    update_id: str
+    revision_number: int
+    update_type: WsusUpdateType
+    default_language: str | None = None
+    publication_state: Literal["Published", "Expired"] | None = None
+    creation_date: str | None = None
+    explicitly_deployable: bool | None = None
+    is_public: bool | None = None
+    handler: str | None = None
+    eula_id: str | None = None
+    kb_article_id: str | None = None
+    support_url: str | None = None
+    more_info_url: str | None = None
+    msrc_severity: str | None = None
+    security_bulletin_id: str | None = None
+    localized_properties: list[LocalizedProperties] = msgspec.field(default_factory=list)
+    category_type: WsusCategoryType | None = None
+    parent_category: str | None = None
+    prerequisites: list[str] = msgspec.field(default_factory=list)
+    prerequisite_groups: list[list[str]] = msgspec.field(default_factory=list)
+    category_groups: list[list[str]] = msgspec.field(default_factory=list)
+    bundled_updates: list[tuple[str, int]] = msgspec.field(default_factory=list)
+    superseded_updates: list[str] = msgspec.field(default_factory=list)
+    files: list[MetadataFile] = msgspec.field(default_factory=list)
+    eula_files: list[MetadataFile] = msgspec.field(default_factory=list)
+    handler_data_type: str | None = None
+    drivers: list[MetadataDriver] = msgspec.field(default_factory=list)
+
+
 msgpack_encoder: Final = msgspec.msgpack.Encoder()
 json_encoder: Final = msgspec.json.Encoder()
 update_decoder: Final = msgspec.msgpack.Decoder(Update)

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -27,6 +27,8 @@ OPTIONS_FILE: Final = "upmirror.toml"
 DATABASE_FILE: Final = "upmirror.db"
 SECRET_FIELDS: Final = frozenset({"source.token", "proxy.password"})
 REDACTED: Final = "********"
+# source.upstream for Microsoft Update's server sync service.
+MICROSOFT_UPDATE: Final = "microsoft-update"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
@@ -39,13 +41,16 @@ TIME_OF_DAY: Final = re.compile(r"^(\d{1,2}):(\d{2})(:\d{2})?$")
 
 class SourceOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Update source: empty ``upstream`` makes a root server; otherwise the upstream server's URL
-    (``http://host:8530`` or ``https://host:8531``, any port)."""
+    (``http://host:8530`` or ``https://host:8531``, any port), or ``microsoft-update`` for Microsoft Update."""
 
     upstream: str = ""
     ca_file: str = ""
     verify_tls: bool = True
     token: str = ""
     replica: bool = False
+    # The protocol the upstream speaks: upmirror's own, the WSUS server-to-server protocol (Microsoft Update and WSUS
+    # servers), or found out from the upstream (auto).
+    protocol: Literal["auto", "upmirror", "wsus"] = "auto"
 
 
 class ProxyOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -139,8 +144,9 @@ class Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def validate_upstream_url(url: str) -> str:
-    """An upstream is ``http(s)://host[:port]`` with nothing else; the WSUS default port is implied when absent."""
-    if not url:
+    """An upstream is ``http(s)://host[:port]`` with nothing else (the WSUS default port is implied when absent), or
+    ``microsoft-update``."""
+    if not url or url == MICROSOFT_UPDATE:
         return url
     parts = urlsplit(url)
     try:
@@ -159,7 +165,8 @@ def validate_upstream_url(url: str) -> str:
         or (port is not None and not 1 <= port <= 65535)
     ):
         raise InputError(
-            f"source.upstream {url!r} is not a valid upstream URL; expected http://HOST[:PORT] or https://HOST[:PORT]"
+            f"source.upstream {url!r} is not a valid upstream URL; expected http://HOST[:PORT], https://HOST[:PORT] "
+            "or microsoft-update"
         )
     return url.rstrip("/")
 

@@ -41,7 +41,15 @@ import zstandard
 
 from upmirror import content_relative_path
 from upmirror.errors import InputError
-from upmirror.model import Category, ImportCounts, Update, category_decoder, msgpack_encoder, update_decoder
+from upmirror.model import (
+    PRODUCT_KINDS,
+    Category,
+    ImportCounts,
+    Update,
+    category_decoder,
+    msgpack_encoder,
+    update_decoder,
+)
 from upmirror.store import Store
 
 FORMAT_NAME: Final = "upmirror-metadata"
@@ -383,7 +391,7 @@ def _check_categories(path: Path, update: Update, known: dict[str, str]) -> None
             "package nor this server holds (import the full package it was exported after first)"
         )
     for product in update.products:
-        if known.get(product) not in ("family", "product"):
+        if known.get(product) not in PRODUCT_KINDS:
             raise InputError(
                 f"package {path}: update {update.id} names product {product}, which neither the package nor this "
                 "server holds (import the full package it was exported after first)"

@@ -25,14 +25,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
-from typing import IO, Final, TypeVar
+from typing import IO, Final, Literal, TypeVar
 
 import msgspec
 
-from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
+from upmirror._native import DownloadJob, HttpClient, HttpError, ProgressSnapshot
 from upmirror.errors import InputError, UpmirrorError, one_line
 from upmirror.filters import ProductTree, check_languages, delta_flags
 from upmirror.model import (
+    MSGPACK,
+    PRODUCT_KINDS,
     DriversRequest,
     FileRef,
     FilterItem,
@@ -46,7 +48,8 @@ from upmirror.model import (
     SyncTrigger,
     Update,
 )
-from upmirror.options import Options, ServerDirectory
+from upmirror.options import MICROSOFT_UPDATE, Options, ServerDirectory
+from upmirror.serversync.client import ServerChangedError, WsusUpstream
 from upmirror.store import Store, storage_failures_as_errors
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
@@ -135,7 +138,7 @@ class Synchronizer:
         self.options = options
         self.store = store
         self.client = client or build_client(options)
-        self.upstream = Upstream(options, self.client)
+        self.upstream = connect_upstream(options, self.client, store)
         self.on_event = on_event or (lambda _: None)
         self.progress = progress
         self.record = SyncRecord(trigger=trigger, upstream=options.source.upstream, started=utc_now())
@@ -179,6 +182,15 @@ class Synchronizer:
     # ---- metadata ----
 
     def synchronize_metadata(self) -> None:
+        try:
+            self.synchronize_metadata_once()
+        except ServerChangedError as changed:
+            # MS-WSUSSS: the upstream is another server now: every anchor is reset and the sync made in full.
+            self.on_event(f"{changed}: synchronizing in full")
+            self.store.save_sync_state(SyncState())
+            self.synchronize_metadata_once()
+
+    def synchronize_metadata_once(self) -> None:
         info = self.upstream.server_info()
         replica = self.options.source.replica
         if not replica:  # a replica takes the upstream's own languages below
@@ -300,7 +312,7 @@ class Synchronizer:
         selection = info.selection
         if selection is None:
             categories = self.store.categories()
-            tree = ProductTree(c for c in categories if c.kind in ("family", "product"))
+            tree = ProductTree(c for c in categories if c.kind in PRODUCT_KINDS)
             selection = Selection(
                 products=tree.normalize(sorted(tree.nodes)),
                 classifications=sorted(c.id for c in categories if c.kind == "classification"),
@@ -326,7 +338,7 @@ class Synchronizer:
         for kind, selected in (("product", self.options.products), ("classification", self.options.classifications)):
             for category_id in selected:
                 category = self.store.category(category_id)
-                kinds = ("family", "product") if kind == "product" else ("classification",)
+                kinds = PRODUCT_KINDS if kind == "product" else ("classification",)
                 if category is None or category.kind not in kinds:
                     raise InputError(f"the upstream offers no {kind} {category_id!r}; see `upmirror {kind}s list`")
 
@@ -375,6 +387,36 @@ class Synchronizer:
             f"content: {self.record.files_downloaded} files downloaded, {self.record.files_present} already present, "
             f"{self.record.files_failed} failed"
         )
+
+
+UpstreamClient = Upstream | WsusUpstream
+
+
+def connect_upstream(options: Options, client: HttpClient, store: Store) -> UpstreamClient:
+    """The client of the protocol the upstream speaks (``source.protocol``; auto: Microsoft Update speaks WSUS's,
+    and a server that answers upmirror's ``/api/v1/server`` speaks upmirror's)."""
+    protocol = options.source.protocol
+    if protocol == "auto":
+        protocol = detect_protocol(options, client)
+    if protocol == "upmirror":
+        return Upstream(options, client)
+    wsus = WsusUpstream(options.source.upstream, Upstream(options, client).send, account=f"upmirror-{store.server_id}")
+    wsus.stored_categories = store.categories
+    wsus.has_revision = store.has_revision
+    return wsus
+
+
+def detect_protocol(options: Options, client: HttpClient) -> Literal["upmirror", "wsus"]:
+    if options.source.upstream == MICROSOFT_UPDATE:
+        return "wsus"
+    try:
+        answer = client.request("GET", f"{options.source.upstream}/api/v1/server", None, {"accept": MSGPACK})
+    except HttpError:
+        return "upmirror"  # unreachable now: the upmirror client reports it the usual way
+    upmirror = (answer.header("content-type") or "").startswith(MSGPACK) or 'realm="upmirror"' in (
+        answer.header("www-authenticate") or ""
+    )
+    return "upmirror" if upmirror else "wsus"
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:

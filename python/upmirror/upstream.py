@@ -88,7 +88,7 @@ class Upstream:
         url = f"{self.base}{path}"
         payload = None if body is None else msgpack_encoder.encode(body)
         headers = {"accept": MSGPACK, **({"content-type": MSGPACK} if payload is not None else {})}
-        response = self._send_with_retries(method, url, payload, headers)
+        response = self.send(method, url, payload, headers)
         if response.status != 200:
             message = one_line(response.body[:500].decode("utf-8", "replace").strip()) or f"HTTP {response.status}"
             if response.status == 401:
@@ -99,7 +99,8 @@ class Upstream:
         except UpmirrorError as error:
             raise UpstreamError(f"{method} {url} answered something unusable: {error}") from None
 
-    def _send_with_retries(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> HttpResponse:
+    def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> HttpResponse:
+        """One request with the retries of metadata calls (the WSUS protocol client sends through this too)."""
         attempt = 0
         while True:
             try:

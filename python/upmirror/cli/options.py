@@ -14,7 +14,7 @@ import tomli_w
 
 from upmirror.cli.common import EXIT_OK, add_dir_argument
 from upmirror.errors import InputError, UpmirrorError
-from upmirror.model import Category
+from upmirror.model import PRODUCT_KINDS, Category
 from upmirror.options import Options, ServerDirectory, set_option, validate, validate_upstream_url
 from upmirror.store import Store
 
@@ -174,7 +174,7 @@ def resolve_categories(directory: ServerDirectory, key: str, text: str, options:
             f"{key} {text!r}: names need the upstream's list, and it could not be asked ({error}); "
             "give ids, or synchronize once"
         ) from None
-    kinds = ("family", "product") if key == "products" else ("classification",)
+    kinds = PRODUCT_KINDS if key == "products" else ("classification",)
     known = {c.id: c.title for c in categories if c.kind in kinds}
     if not known and all(GUID.match(value) for value in values):
         return values  # nothing known yet: ids are taken as they are and checked by the first sync

@@ -12,7 +12,7 @@ from upmirror.cli.common import EXIT_OK, add_dir_argument
 from upmirror.cli.options import server_categories
 from upmirror.errors import InputError, UpmirrorError
 from upmirror.filters import ProductTree
-from upmirror.model import ApprovalAction, Category, Update
+from upmirror.model import PRODUCT_KINDS, ApprovalAction, Category, Update
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store
 
@@ -117,7 +117,7 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def run_products(args: argparse.Namespace) -> int:
-    options, categories = known_categories(args, ("family", "product"))
+    options, categories = known_categories(args, PRODUCT_KINDS)
     tree = ProductTree(categories)
     rows = []
     for category in sorted(categories, key=lambda c: (c.parent is not None, c.title)):

@@ -50,6 +50,7 @@ from upmirror.model import (
 )
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.admin import Admin
+from upmirror.serversync.server import ServerSyncService
 from upmirror.store import Listing, Store, TokenRole
 
 MAX_BODY: Final = 16 << 20
@@ -384,6 +385,9 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     admin = Admin(directory)
     app.router.add_get("/api/v1/admin/status", guarded(admin.status, role="admin"))
     app.router.add_post("/api/v1/admin/sync", guarded(admin.synchronize_now, role="admin"))
+    # The WSUS protocol: SOAP faults instead of the guard's answers; the token, when required, is checked by
+    # GetAuthorizationCookie, and every later call carries the sealed cookie made from it.
+    ServerSyncService(stores, options, directory.root, tokens.role_of).install(app)
 
     async def close_stores(_: web.Application) -> None:
         stores.close()

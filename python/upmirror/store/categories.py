@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from upmirror.errors import InputError
-from upmirror.model import Category, category_decoder, msgpack_encoder
+from upmirror.model import PRODUCT_KINDS, Category, category_decoder, msgpack_encoder
 from upmirror.store.schema import StoreBase, parse_anchor
 
 
@@ -83,7 +83,7 @@ class Categories(StoreBase):
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
-        kinds = ("family", "product") if kind == "product" else (kind,)
+        kinds = PRODUCT_KINDS if kind == "product" else (kind,)
         rows = self.connection.execute(
             "SELECT id, cid FROM categories WHERE id IN (SELECT value FROM json_each(?)) "
             "AND kind IN (SELECT value FROM json_each(?))",

@@ -48,7 +48,7 @@ class Packages(Updates):
     def exported_files(self, since: int) -> Iterator[FileRef]:
         """The files of the latest revision of updates changed after ``since`` (not expired), once each by SHA-1."""
         cursor = self.connection.execute(
-            "SELECT DISTINCT f.sha1, f.size, f.name, f.sha256, f.blake3 FROM updates u"
+            "SELECT DISTINCT f.sha1, f.size, f.name, f.sha256, f.blake3, f.url FROM updates u"
             " JOIN update_files uf ON uf.uid = u.uid JOIN files f ON f.sha1 = uf.sha1"
             " WHERE u.change > ? AND NOT u.expired ORDER BY f.sha1",
             (since,),

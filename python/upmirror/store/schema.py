@@ -97,6 +97,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     -- Synchronization attempts (the history of the WSUS console), each a MessagePack SyncRecord.
     CREATE TABLE sync_history (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
     """,
+    # Where a file is downloaded from when its upstream names an address of its own (Microsoft Update's files).
+    """
+    ALTER TABLE files ADD COLUMN url TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -131,10 +135,14 @@ def column_pages(cursor: sqlite3.Cursor) -> Iterator[list[Any]]:
         yield [value for (value,) in page]
 
 
+# The columns of the files table a FileRef is made of, in file_refs' order (``f.`` where the query names the table so).
+FILE_COLUMNS: Final = "sha1, size, name, sha256, blake3, url"
+
+
 def file_refs(cursor: sqlite3.Cursor) -> Iterator[FileRef]:
-    """The files of a query selecting ``sha1, size, name, sha256, blake3`` from the files table."""
-    for sha1, size, name, sha256, blake3 in paged_rows(cursor):
-        yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3)
+    """The files of a query selecting ``FILE_COLUMNS`` from the files table."""
+    for sha1, size, name, sha256, blake3, url in paged_rows(cursor):
+        yield FileRef(sha1=sha1, size=size, name=name, sha256=sha256, blake3=blake3, url=url)
 
 
 def decoded_updates(cursor: sqlite3.Cursor) -> Iterator[Update]:

@@ -37,7 +37,7 @@ class Synchronization(StoreBase):
         # Driven by the files table in its key order with an EXISTS test per file: rows stream from the first one,
         # with no temporary B-trees for DISTINCT and ORDER BY (which made a no-change sync wait for the whole set).
         cursor = self.connection.execute(
-            "SELECT f.sha1, f.size, f.name, f.sha256, f.blake3 FROM files f WHERE EXISTS (SELECT 1"  # noqa: S608 (fixed SQL)
+            "SELECT f.sha1, f.size, f.name, f.sha256, f.blake3, f.url FROM files f WHERE EXISTS (SELECT 1"  # noqa: S608 (fixed SQL)
             " FROM update_files uf JOIN updates u ON u.uid = uf.uid LEFT JOIN approvals a ON a.uid = u.uid"
             f" WHERE uf.sha1 = f.sha1 AND {' AND '.join(conditions)}) ORDER BY f.sha1",
             {"languages": json.dumps(list(languages or [])), "sha1": sha1},

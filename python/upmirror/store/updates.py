@@ -13,11 +13,12 @@ from typing import Final
 import msgspec
 
 from upmirror.errors import InputError
-from upmirror.model import FileRef, Update, category_decoder, msgpack_encoder, update_decoder
+from upmirror.model import PRODUCT_KINDS, FileRef, Update, category_decoder, msgpack_encoder, update_decoder
 from upmirror.store.categories import Categories
-from upmirror.store.schema import file_refs, paged_rows
+from upmirror.store.schema import FILE_COLUMNS, file_refs, paged_rows
 
 # The tables that describe an update's latest revision, row by row.
+INSERT_FILE: Final = f"INSERT OR IGNORE INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 (fixed SQL)
 UPDATE_TABLES: Final = ("update_products", "update_languages", "hardware_ids", "computer_hardware_ids", "update_files")
 
 
@@ -26,7 +27,7 @@ class UpdateRows:
     """Rows of stored revisions gathered to be written a table at a time."""
 
     uids: set[int] = field(default_factory=set)
-    files: list[tuple[str, int, str, str | None, str | None]] = field(default_factory=list)
+    files: list[tuple[str, int, str, str | None, str | None, str | None]] = field(default_factory=list)
     products: list[tuple[int, int]] = field(default_factory=list)
     update_languages: list[tuple[int, str]] = field(default_factory=list)
     languages: set[str] = field(default_factory=set)
@@ -35,9 +36,7 @@ class UpdateRows:
     update_files: list[tuple[int, str, str, bool]] = field(default_factory=list)
 
     def write(self, connection: sqlite3.Connection) -> None:
-        connection.executemany(
-            "INSERT OR IGNORE INTO files (sha1, size, name, sha256, blake3) VALUES (?, ?, ?, ?, ?)", self.files
-        )
+        connection.executemany(INSERT_FILE, self.files)
         connection.executemany("INSERT INTO update_products VALUES (?, ?)", self.products)
         connection.executemany("INSERT INTO update_languages VALUES (?, ?)", self.update_languages)
         connection.executemany("INSERT OR IGNORE INTO languages VALUES (?)", [(lang,) for lang in self.languages])
@@ -76,7 +75,7 @@ class Updates(Categories):
             if exists:
                 return False
         classification = self._category_key(update.classification, ("classification",))
-        products = [self._category_key(product, ("family", "product")) for product in update.products]
+        products = [self._category_key(product, PRODUCT_KINDS) for product in update.products]
         change = self._next_change()
         if row is None:
             (uid,) = self.connection.execute(
@@ -89,7 +88,7 @@ class Updates(Categories):
             "INSERT INTO revisions (uid, revision, change, data) VALUES (?, ?, ?, ?)",
             (uid, update.revision, change, msgpack_encoder.encode(update)),
         )
-        rows.files.extend((f.sha1, f.size, f.name, f.sha256, f.blake3) for f in update.files)
+        rows.files.extend((f.sha1, f.size, f.name, f.sha256, f.blake3, f.url) for f in update.files)
         if update.revision < latest:
             return True  # an older revision: kept, but the newest still describes the update
         if latest:
@@ -200,5 +199,5 @@ class Updates(Categories):
     def content_files(self) -> Iterator[FileRef]:
         """Every file some stored revision names, by SHA-1, read page by page."""
         yield from file_refs(
-            self.connection.execute("SELECT sha1, size, name, sha256, blake3 FROM files ORDER BY sha1")
+            self.connection.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY sha1")  # noqa: S608 (fixed SQL)
         )

@@ -1,0 +1,109 @@
+"""Update metadata as the WSUS protocol carries it: what this server's records look like as update XML (categories as
+updates of type Category, software and driver updates with their product and classification prerequisite groups and
+their files with both digests), compressed in a cabinet above the size WSUS compresses at, and the store lookups the
+protocol's answers are made of.
+
+Updates that came from Microsoft Update or a WSUS server would be sent on with their original XML; upmirror's own
+records (``catalog generate``, ``publish``) get XML generated from the record by the Rust core, which also parses it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from upmirror import _native
+from upmirror.serversync import records
+from upmirror.serversync.soap import INVALID_PARAMETERS, SoapFault
+
+if TYPE_CHECKING:
+    from upmirror.store import Store
+
+GUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Above this many bytes of XML a WSUS server sends an update compressed (XmlUpdateBlobCompressed): a cabinet holding
+# the XML in UTF-16LE.
+COMPRESS_ABOVE: Final = 5120
+CABINET_MEMBER: Final = "blob"
+
+
+@dataclass(frozen=True)
+class FileLocation:
+    """Where a downstream fetches one file: this server's /Content, or Microsoft's address when the file came from
+    Microsoft Update."""
+
+    sha1: str
+    extension: str
+    microsoft_url: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateDocument:
+    """One update's entry of a GetUpdateData answer."""
+
+    update_id: str
+    revision: int
+    xml: str
+    compressed: bytes | None
+    files: list[FileLocation] = field(default_factory=list)
+
+
+def category_revisions_since(store: Store, since: int) -> list[tuple[str, int]]:
+    """The categories (families, products, classifications) changed since change ``since``, as identities."""
+    _, categories = store.categories_since(str(since))
+    return [(category.id, records.CATEGORY_REVISION) for category in categories]
+
+
+def latest_revisions(store: Store, update_ids: Iterable[str]) -> list[tuple[str, int]]:
+    """(id, latest revision) of each stored update named."""
+    found = []
+    for update_id in update_ids:
+        update = store.update(update_id)
+        if update is not None:
+            found.append((update.id, update.revision))
+    return found
+
+
+def update_documents(store: Store, refs: Sequence[tuple[str, int]]) -> list[UpdateDocument]:
+    """The documents of the asked identities, in order; an identity this server does not hold is a bad parameter."""
+    documents = []
+    for update_id, revision in refs:
+        update = store.update(update_id, revision)
+        if update is not None:
+            xml = records.encode_xml(records.update_metadata(update))
+            files = [FileLocation(f.sha1, f.extension) for f in update.files]
+        else:
+            category = store.category(update_id)
+            if category is None or revision != records.CATEGORY_REVISION:
+                raise SoapFault(
+                    INVALID_PARAMETERS, f"updateIds: revision {revision} of {update_id} is not on this server"
+                )
+            xml = records.encode_xml(records.category_metadata(category))
+            files = []
+        documents.append(UpdateDocument(update_id, revision, xml, compress(xml), files))
+    return documents
+
+
+def compress(xml: str) -> bytes | None:
+    """The cabinet WSUS sends instead of the XML above COMPRESS_ABOVE bytes (None below it)."""
+    if len(xml) <= COMPRESS_ABOVE:
+        return None
+    return _native.write_cabinet([(CABINET_MEMBER, xml.encode("utf-16-le"))])
+
+
+def decryption_keys(store: Store, refs: Sequence[tuple[str, int]]) -> list[list[tuple[str, bytes]]]:
+    """(SHA-1, key) of each encrypted file of each update: upmirror's own updates have no encrypted files."""
+    for update_id, revision in refs:
+        if store.update(update_id, revision) is None:
+            raise SoapFault(INVALID_PARAMETERS, f"updateIds: revision {revision} of {update_id} is not on this server")
+    return [[] for _ in refs]
+
+
+def unknown_files(store: Store, digests: Iterable[str]) -> list[str]:
+    """The SHA-1s (hex) that name no file a live update of this server needs."""
+    return [
+        sha1
+        for sha1 in digests
+        if next(iter(store.needed_files(languages=None, only_approved=False, express=True, sha1=sha1)), None) is None
+    ]
