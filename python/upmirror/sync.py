@@ -378,15 +378,29 @@ class Synchronizer:
             self.record.bytes_downloaded += report.bytes_transferred
             if report.unreachable:  # the upstream stayed unreachable: the scheduler's retries take over
                 raise UpstreamUnreachableError(report.unreachable)
-            self.record.failed_files.extend(
-                f"{file.name} ({file.sha1}): {outcome.reason}"
+            failed = [
+                (file, outcome)
                 for file, outcome in zip(files, report.outcomes, strict=True)
                 if outcome.status == "failed"
-            )
+            ]
+            self.record.failed_files.extend(f"{file.name} ({file.sha1}): {outcome.reason}" for file, outcome in failed)
+            self.ask_for_missing_files([file.sha1 for file, outcome in failed if " 404" in (outcome.reason or "")])
         self.on_event(
             f"content: {self.record.files_downloaded} files downloaded, {self.record.files_present} already present, "
             f"{self.record.files_failed} failed"
         )
+
+    def ask_for_missing_files(self, sha1s: list[str]) -> None:
+        """A WSUS upstream answers 404 for files it has not downloaded yet: DownloadFiles asks it to, and the next
+        synchronization fetches them (they stay failed in this one)."""
+        if not sha1s or not isinstance(self.upstream, WsusUpstream):
+            return
+        try:
+            self.upstream.download_files(sha1s)
+        except UpmirrorError as error:
+            self.on_event(f"content: could not ask the upstream to download {len(sha1s)} missing files: {error}")
+            return
+        self.on_event(f"content: asked the upstream to download {len(sha1s)} files it lacks; the next sync takes them")
 
 
 UpstreamClient = Upstream | WsusUpstream
