@@ -118,7 +118,8 @@ fn mszip_frame(frame: &[u8], _index: usize) -> Vec<u8> {
 }
 
 /// A cabinet of one folder: CFHEADER, CFFOLDER, a CFFILE per member, then the folder's data cut into 32 KiB frames,
-/// each encoded by `encode_frame(frame, index)` into one CFDATA (no checksum, which the format allows).
+/// each encoded by `encode_frame(frame, index)` into one CFDATA with its checksum (readers check it: a changed byte of
+/// a frame is caught before it is decoded).
 pub(crate) fn assemble_cabinet(
     members: &[CabinetMember],
     type_compress: u16,
@@ -173,12 +174,21 @@ pub(crate) fn assemble_cabinet(
         if frame.len() > usize::from(u16::MAX) {
             return Err(Error::InvalidInput("a cabinet frame does not fit a CFDATA block".to_owned()));
         }
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&data_checksum(frame, chunk.len()).to_le_bytes());
         u16_le(&mut out, frame.len());
         u16_le(&mut out, chunk.len());
         out.extend_from_slice(frame);
     }
     Ok(out)
+}
+
+/// The CFDATA checksum of the cabinet format: the block's bytes XORed as little-endian 32-bit words (the last one to
+/// three bytes taken most significant first), then the block's two sizes as one more word.
+fn data_checksum(frame: &[u8], uncompressed: usize) -> u32 {
+    let mut words = frame.chunks_exact(4);
+    let mut sum = words.by_ref().fold(0u32, |sum, word| sum ^ u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+    sum ^= words.remainder().iter().fold(0u32, |tail, &byte| (tail << 8) | u32::from(byte));
+    sum ^ (frame.len() as u32 | ((uncompressed as u32) << 16))
 }
 
 fn bad_cabinet(why: impl std::fmt::Display) -> Error {
@@ -269,6 +279,17 @@ mod tests {
             damaged[position] ^= 0x5a;
             // Either the damage is caught, or the bytes come back changed; never a panic or an endless loop.
             let _ = read_cabinet(&damaged, &generous());
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_of_any_frame_fails_its_checksum() {
+        let packed = write_cabinet(&members(&[("blob", &sample(100_000, 13))])).unwrap();
+        let data_start = HEADER_SIZE + 8 + 16 + "blob".len() + 1;
+        for position in (data_start..packed.len()).step_by(89) {
+            let mut damaged = packed.clone();
+            damaged[position] ^= 0x01;
+            assert!(read_cabinet(&damaged, &generous()).is_err(), "a flip at {position} went unnoticed");
         }
     }
 
