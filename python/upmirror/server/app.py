@@ -387,7 +387,7 @@ def build_app(directory: ServerDirectory, options: Options) -> web.Application:
     app.router.add_post("/api/v1/admin/sync", guarded(admin.synchronize_now, role="admin"))
     # The WSUS protocol: SOAP faults instead of the guard's answers; the token, when required, is checked by
     # GetAuthorizationCookie, and every later call carries the sealed cookie made from it.
-    ServerSyncService(stores, options, directory.root, tokens.role_of).install(app)
+    ServerSyncService(stores, options, directory, tokens.role_of).install(app)
 
     async def close_stores(_: web.Application) -> None:
         stores.close()

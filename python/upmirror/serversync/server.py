@@ -13,13 +13,13 @@ Every failure a downstream can cause is a SOAP fault with the ErrorCode the spec
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from upmirror import __version__, content_relative_path
 from upmirror.errors import InputError, one_line
 from upmirror.model import Approval, DriversRequest, FilterItem, RevisionsRequest
-from upmirror.options import Options
+from upmirror.options import Options, ServerDirectory
 from upmirror.serversync import cookies, languages, metadata
 from upmirror.serversync.anchors import format_anchor, parse_anchor
 from upmirror.serversync.soap import (
@@ -92,12 +92,14 @@ class ServerSyncService:
         self,
         stores: StoreThreads,
         options: Options,
-        directory: Path,
+        directory: ServerDirectory,
         token_role: Callable[[web.Request], Awaitable[str | None]],
     ) -> None:
         self.stores = stores
         self.options = options
-        self.key = cookies.cookie_key(directory)
+        self.directory = directory
+        self.key = cookies.cookie_key(directory.root)
+        self.fetching: set[asyncio.Task[tuple[bytes, bytes]]] = set()
         self.token_role = token_role
         self.lifetime = datetime.timedelta(seconds=options.server.cookie_lifetime_seconds)
         self.operations: dict[tuple[str, str], Callable[[Element, web.Request], Awaitable[Answer]]] = {
@@ -414,7 +416,23 @@ class ServerSyncService:
             raise SoapFault(
                 FILE_DIGESTS_MISSING, f"{len(missing)} of the digests name no file of this server's updates"
             )
+        if not self.options.is_root and self.options.content.store_locally:
+            await self.fetch_from_upstream()
         return Answer("DownloadFilesResponse", [])
+
+    async def fetch_from_upstream(self) -> None:
+        """A downstream server that lacks files its own downstream asked for starts a synchronization, whose content
+        phase fetches every needed file not in place (one at a time: a sync already running does it)."""
+        from upmirror.server.admin import start_sync  # noqa: PLC0415 (admin imports the sync stack)
+        from upmirror.sync import SyncBusyError  # noqa: PLC0415
+
+        try:
+            process = await start_sync(self.directory, scheduled=True)
+        except SyncBusyError:
+            return
+        task = asyncio.create_task(process.communicate())
+        self.fetching.add(task)
+        task.add_done_callback(self.fetching.discard)
 
     # ---- drivers (inventory-based synchronization) ----
 
