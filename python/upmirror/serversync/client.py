@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import msgspec
-import zstandard
 
 from upmirror import _native
 from upmirror._native import HttpResponse, content_relative_path
@@ -41,6 +40,7 @@ from upmirror.model import (
     UpdateMetadata,
 )
 from upmirror.serversync import cookies, languages
+from upmirror.serversync.records import category_record, classification_of, update_record
 from upmirror.serversync.soap import (
     CONTENT_TYPE,
     DSS_AUTH,
@@ -64,16 +64,6 @@ SERVER_SYNC_PATH: Final = "/ServerSyncWebService/ServerSyncWebService.asmx"
 # A cookie this close to its expiration is renewed before the next call.
 RENEW_BEFORE: Final = datetime.timedelta(minutes=5)
 BUSY_RETRIES: Final = 5
-ZSTD_LEVEL: Final = 3
-KINDS: Final[dict[str, CategoryKind]] = {
-    "Company": "company",
-    "ProductFamily": "family",
-    "Product": "product",
-    "UpdateClassification": "classification",
-}
-# WSUS's "Updates" classification: the last resort for a bundled update whose bundle was not seen (it names only a
-# product, and takes the classification of the bundle that carries it).
-UPDATES_CLASSIFICATION: Final = "cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83"
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
 
@@ -406,11 +396,7 @@ class WsusUpstream:
         return decoded
 
     def classification_of(self, metadata: UpdateMetadata) -> str | None:
-        for group in metadata.category_groups:
-            for category_id in group:
-                if self.kind_of(category_id) == "classification":
-                    return category_id
-        return None
+        return classification_of(metadata, self.kind_of)
 
     def known_categories(self) -> dict[str, CategoryKind]:
         stored = self.stored_categories()
@@ -440,60 +426,13 @@ class WsusUpstream:
 
     def update_record(self, metadata: UpdateMetadata, xml: bytes) -> Update:
         """The upmirror record of a software or driver update; its original XML is kept with it."""
-        products = [
-            category_id
-            for group in metadata.category_groups
-            for category_id in group
-            if self.kind_of(category_id) in ("company", "family", "product")
-        ]
-        classification = (
-            self.classification_of(metadata)
-            or self.bundle_classification.get(metadata.update_id)
-            or UPDATES_CLASSIFICATION
+        return update_record(
+            metadata,
+            xml,
+            self.kind_of,
+            bundle_classification=self.bundle_classification.get(metadata.update_id),
+            file_urls=self.file_urls if self.catalog_only else None,
         )
-        title = next(
-            (p.title for p in metadata.localized_properties if p.language == (metadata.default_language or "en")),
-            metadata.localized_properties[0].title if metadata.localized_properties else metadata.update_id,
-        )
-        description = next((p.description for p in metadata.localized_properties if p.description), "") or ""
-        created = (metadata.creation_date or "2000-01-01")[:10]
-        return Update(
-            id=metadata.update_id,
-            revision=metadata.revision_number,
-            title=title[:1000],
-            classification=classification,
-            products=products[:100] or [classification],
-            release_date=datetime.date.fromisoformat(created),
-            kb_article=(metadata.kb_article_id or "")[:10] if (metadata.kb_article_id or "").isdigit() else "",
-            description=description[:10_000],
-            files=[
-                FileRef(
-                    sha1=f.digest,
-                    size=f.size,
-                    name=f.file_name,
-                    sha256=f.sha256,
-                    express=f.patching_type is not None,
-                    url=self.file_urls.get(f.digest) if self.catalog_only else None,
-                )
-                for f in metadata.files
-            ],
-            supersedes=list(metadata.superseded_updates),
-            expired=metadata.publication_state == "Expired",
-            hardware_ids=sorted({d.hardware_id for d in metadata.drivers})[:1000],
-            computer_hardware_ids=sorted({c.lower() for d in metadata.drivers for c in d.target_computer_hardware_ids})[
-                :1000
-            ],
-            xml=zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(xml),
-        )
-
-
-def category_record(metadata: UpdateMetadata) -> Category | None:
-    """The category an update of type Category stands for (detectoids and other updates: None)."""
-    if metadata.update_type != "Category" or metadata.category_type is None:
-        return None
-    title = next((p.title for p in metadata.localized_properties), metadata.update_id)
-    parent = metadata.parent_category or next((g[0] for g in metadata.category_groups if g), None)
-    return Category(id=metadata.update_id, kind=KINDS[metadata.category_type], title=title[:1000], parent=parent)
 
 
 def identities(listed: Element | None) -> list[tuple[str, int]]:

@@ -4,18 +4,25 @@ and upmirror's records: what upmirror's own categories and updates look like to 
 Categories become updates of type Category (families, products and classifications, each with its parent as an
 IsCategory prerequisite); updates name their products in one IsCategory group and their classification in another,
 carry their files with both digests, their supersedence, and, for drivers, the hardware IDs they install on.
+
+The other way (``category_record``, ``update_record``) serves every reader of WSUS metadata: the WSUS client and the
+wsusutil package import. An update's original XML is kept with its record (zstd), to be sent on unchanged.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import msgspec
+import zstandard
 
 from upmirror import _native
 from upmirror.model import (
     Category,
+    CategoryKind,
+    FileRef,
     LocalizedProperties,
     MetadataDriver,
     MetadataFile,
@@ -28,7 +35,8 @@ HANDLERS: Final = "http://schemas.microsoft.com/msus/2002/12/UpdateHandlers"
 CATEGORY_HANDLER: Final = f"{HANDLERS}/Category"
 COMMAND_LINE_HANDLER: Final = f"{HANDLERS}/CommandLineInstallation"
 DRIVER_HANDLER: Final = f"{HANDLERS}/WindowsDriver"
-CATEGORY_TYPES: Final[dict[str, WsusCategoryType]] = {
+CATEGORY_TYPES: Final[dict[CategoryKind, WsusCategoryType]] = {
+    "company": "Company",
     "family": "ProductFamily",
     "product": "Product",
     "classification": "UpdateClassification",
@@ -39,6 +47,11 @@ LANGUAGE: Final = "en"
 CATEGORY_CREATED: Final = "2026-01-01T00:00:00Z"
 # Categories have no revisions in upmirror's store; the protocol names every category at this one.
 CATEGORY_REVISION: Final = 1
+KINDS: Final[dict[WsusCategoryType, CategoryKind]] = {wsus: kind for kind, wsus in CATEGORY_TYPES.items()}
+# WSUS's "Updates" classification: the last resort for a bundled update whose bundle was not seen (it names only a
+# product, and takes the classification of the bundle that carries it).
+UPDATES_CLASSIFICATION: Final = "cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83"
+ZSTD_LEVEL: Final = 3
 
 
 def category_metadata(category: Category) -> UpdateMetadata:
@@ -105,3 +118,76 @@ def encode_xml(metadata: UpdateMetadata) -> str:
 def decode_blob(data: bytes, *, compressed: bool) -> UpdateMetadata:
     """One XmlUpdateBlob (UTF-8 text) or XmlUpdateBlobCompressed (a cabinet of UTF-16LE XML), read by the core."""
     return msgspec.convert(_native.decode_update_blob(data, compressed), UpdateMetadata)
+
+
+def category_record(metadata: UpdateMetadata) -> Category | None:
+    """The category an update of type Category stands for (detectoids and other updates: None)."""
+    if metadata.update_type != "Category" or metadata.category_type is None:
+        return None
+    title = next((p.title for p in metadata.localized_properties), metadata.update_id)
+    parent = metadata.parent_category or next((g[0] for g in metadata.category_groups if g), None)
+    return Category(id=metadata.update_id, kind=KINDS[metadata.category_type], title=title[:1000], parent=parent)
+
+
+def classification_of(metadata: UpdateMetadata, kind_of: Callable[[str], CategoryKind | None]) -> str | None:
+    """The classification among the categories an update names (``kind_of`` knows the categories)."""
+    for group in metadata.category_groups:
+        for category_id in group:
+            if kind_of(category_id) == "classification":
+                return category_id
+    return None
+
+
+def update_record(
+    metadata: UpdateMetadata,
+    xml: bytes,
+    kind_of: Callable[[str], CategoryKind | None],
+    *,
+    bundle_classification: str | None = None,
+    file_urls: Mapping[str, str] | None = None,
+) -> Update:
+    """The upmirror record of a software or driver update; its original XML (UTF-8) is kept with it. A bundled
+    update that names no classification takes ``bundle_classification`` (the one of the bundle that carries it);
+    ``file_urls`` maps SHA-1s to Microsoft's addresses when content is fetched from there."""
+    products = [
+        category_id
+        for group in metadata.category_groups
+        for category_id in group
+        if kind_of(category_id) in ("company", "family", "product")
+    ]
+    classification = classification_of(metadata, kind_of) or bundle_classification or UPDATES_CLASSIFICATION
+    title = next(
+        (p.title for p in metadata.localized_properties if p.language == (metadata.default_language or "en")),
+        metadata.localized_properties[0].title if metadata.localized_properties else metadata.update_id,
+    )
+    description = next((p.description for p in metadata.localized_properties if p.description), "") or ""
+    created = (metadata.creation_date or "2000-01-01")[:10]
+    urls = file_urls or {}
+    return Update(
+        id=metadata.update_id,
+        revision=metadata.revision_number,
+        title=title[:1000],
+        classification=classification,
+        products=products[:100] or [classification],
+        release_date=datetime.date.fromisoformat(created),
+        kb_article=(metadata.kb_article_id or "")[:10] if (metadata.kb_article_id or "").isdigit() else "",
+        description=description[:10_000],
+        files=[
+            FileRef(
+                sha1=f.digest,
+                size=f.size,
+                name=f.file_name,
+                sha256=f.sha256,
+                express=f.patching_type is not None,
+                url=urls.get(f.digest),
+            )
+            for f in metadata.files
+        ],
+        supersedes=list(metadata.superseded_updates),
+        expired=metadata.publication_state == "Expired",
+        hardware_ids=sorted({d.hardware_id for d in metadata.drivers})[:1000],
+        computer_hardware_ids=sorted({c.lower() for d in metadata.drivers for c in d.target_computer_hardware_ids})[
+            :1000
+        ],
+        xml=zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(xml),
+    )
