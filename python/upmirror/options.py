@@ -270,6 +270,8 @@ def _allowed(kind: Any) -> str:
         low = f"above {kind.gt}" if kind.gt is not None else f"from {kind.ge}" if kind.ge is not None else ""
         high = "" if kind.le is None else f"and at most {kind.le}" if kind.gt is not None else f"to {kind.le}"
         return " ".join(part for part in ("a number", low, high) if part)
+    if isinstance(kind, inspect.LiteralType):
+        return "one of " + ", ".join(str(value) for value in kind.values)
     words: dict[type, str] = {
         inspect.BoolType: "true or false",
         inspect.IntType: "a whole number",
