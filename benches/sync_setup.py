@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from tests.support.cli import UPMIRROR
 from tests.support.upmirror_server import UpmirrorServer, add_token
 
 from benches.harness import run_with_peak_rss
@@ -22,8 +22,6 @@ from upmirror import wsus
 from upmirror.cli.options import initialize
 from upmirror.options import Options, ServerDirectory, SourceOptions
 from upmirror.store import Store
-
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.support.cli import UPMIRROR
 from tests.support.relay import CountingRelay
 from tests.support.upmirror_server import UpmirrorServer
 
 from benches.harness import Report
-from benches.sync_setup import FULL, QUICK, UPMIRROR, content_files, everything, fresh_downstream, make_root, run_sync
+from benches.sync_setup import FULL, QUICK, content_files, everything, fresh_downstream, make_root, run_sync
 
 
 def run(quick: bool) -> Report:

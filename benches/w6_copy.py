@@ -10,15 +10,15 @@ import hashlib
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.cli import UPMIRROR
+
 import upmirror
 from benches.harness import Report, alternate, require, run_quietly, runner
 
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
 INDEX_FILE = ".upmirror-index"
 
 # (count, size) of the files of the source directory.

@@ -9,15 +9,14 @@ import math
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import xxhash
+from tests.support.cli import UPMIRROR
 
 from benches.harness import Report, alternate, require, runner
 
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
 DUPLICATE_SHARE = 0.30
 DECOY_SHARE = 0.05
 EDGE = 8 << 10

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
-
-RunUpmirror = Callable[..., subprocess.CompletedProcess[str]]
+from tests.support.cli import UPMIRROR, RunUpmirror
 
 
 @pytest.fixture

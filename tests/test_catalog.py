@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.catalog_rules import latest_records
-from tests.conftest import RunUpmirror
+from tests.support.cli import RunUpmirror
 from upmirror import content_relative_path, wsus
 from upmirror.catalog import tree
 from upmirror.model import Update
@@ -27,9 +27,13 @@ def records(directory: Path) -> list[Update]:
 
 
 def content_files(directory: Path) -> dict[str, Path]:
-    return {
-        p.relative_to(directory / "content").as_posix(): p for p in (directory / "content").rglob("*") if p.is_file()
-    }
+    """The files of the layout (upmirror's own dot-entries, the content index and ``.partial/``, left out)."""
+    return {p.relative_to(directory / "content").as_posix(): p for p in (directory / "content").glob("??/*")}
+
+
+def partial_is_empty(directory: Path) -> bool:
+    partial = directory / "content" / ".partial"
+    return not partial.exists() or not any(partial.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,42 @@ def test_same_seed_same_catalog_other_seed_other_catalog(run_upmirror: RunUpmirr
         p: f.read_bytes() for p, f in content_files(tmp_path / "b").items()
     }
     assert {u.id for u in a}.isdisjoint({u.id for u in c})
+
+
+# The b3sum listing of a catalog made by the code before the content store placed the generator's files (commit
+# 345fd88): `catalog generate DIR --updates 60 --content-size 8M --seed 7`, then `catalog revise DIR --seed 3`, then
+# in DIR/content `find . -type f -not -path './.partial/*' -not -name '.upmirror-index*' | sort | xargs b3sum`.
+# These are b3sum's own outputs on that old catalog (172 lines, and b3sum of the listing), not upmirror's.
+SEEDED_CATALOG_FILES = 172
+SEEDED_CATALOG_LISTING_B3SUM = "563dce56e06111551baf88e2777dddc753ec143161f2b6d85445761f2cb856ce"
+
+
+def test_a_seeded_catalog_has_the_bytes_it_always_had(run_upmirror: RunUpmirror, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    generate = ("catalog", "generate", root, "--updates", "60", "--content-size", "8M", "--seed", "7")
+    assert run_upmirror(*generate).returncode == 0
+    assert run_upmirror("catalog", "revise", root, "--seed", "3").returncode == 0
+    content = root / "content"
+    paths = sorted(f"./{relative}" for relative in content_files(root))
+    listing = subprocess.run(["b3sum", *paths], cwd=content, capture_output=True, timeout=60, check=True).stdout
+    assert len(listing.splitlines()) == SEEDED_CATALOG_FILES
+    of_listing = subprocess.run(["b3sum", "--no-names"], input=listing, capture_output=True, timeout=60, check=True)
+    assert of_listing.stdout.decode().strip() == SEEDED_CATALOG_LISTING_B3SUM
+
+
+def test_generated_and_published_files_are_trusted_from_the_index(
+    run_upmirror: RunUpmirror, publishing_root: Path, tmp_path: Path
+) -> None:
+    assert run_upmirror("catalog", "revise", publishing_root).returncode == 0
+    manifest = manifest_for(tmp_path, {"office-kb5099999-x64.msp": b"patch" * 1000})
+    assert run_upmirror("publish", manifest, "--dir", publishing_root).returncode == 0
+    assert partial_is_empty(publishing_root)
+    done = run_upmirror("content", "verify", "--dir", publishing_root, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    files = len(content_files(publishing_root))
+    assert (report["files"], report["trusted"], report["hashed_ok"]) == (files, files, 0), "no file is read again"
+    assert report["corrupt"] == report["missing"] == report["outside_layout"] == []
 
 
 def test_files_are_in_the_wsus_layout_with_correct_digests(catalog: Path) -> None:
@@ -211,9 +251,7 @@ def test_publish_verifies_and_places_files(run_upmirror: RunUpmirror, publishing
         assert path.read_bytes() == data
         assert ref.sha256 == hashlib.sha256(data).hexdigest(), "missing digests are filled in"
         assert ref.blake3 is not None
-    assert not (publishing_root / "content" / ".partial").exists() or not any(
-        (publishing_root / "content" / ".partial").iterdir()
-    )
+    assert partial_is_empty(publishing_root)
 
 
 def test_publish_places_a_file_shared_by_two_updates_once(
@@ -241,8 +279,7 @@ def test_publish_places_a_file_shared_by_two_updates_once(
     assert ref.name == "runtime-x64-copy.cab"
     assert ref.sha256 == hashlib.sha256(shared).hexdigest()
     assert (publishing_root / "content" / content_relative_path(ref.sha1, ref.extension)).read_bytes() == shared
-    partial = publishing_root / "content" / ".partial"
-    assert not partial.exists() or not any(partial.iterdir())
+    assert partial_is_empty(publishing_root)
 
 
 @pytest.mark.parametrize(
@@ -289,5 +326,4 @@ def test_bad_manifests_are_refused_and_change_nothing(
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert state(publishing_root) == before
-    partial = publishing_root / "content" / ".partial"
-    assert not partial.exists() or not any(partial.iterdir())
+    assert partial_is_empty(publishing_root)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from tests.catalog_rules import latest_records
+from tests.support.cli import ok, upmirror
+from tests.support.servers import content_of, make_downstream, make_root, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import content_of, make_downstream, make_root, ok, sync, upmirror
 from upmirror import content_relative_path, verify_content
 from upmirror.model import Update
 from upmirror.store import Store

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UPMIRROR
-from tests.test_sync import make_root
+from tests.support.cli import UPMIRROR
+from tests.support.servers import make_root
 
 
 @pytest.fixture(scope="module")

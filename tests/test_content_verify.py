@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import RunUpmirror
+from tests.support.cli import RunUpmirror
 from tests.support.content import flip_byte, make_content_dir, read_index
 
 SIZES = [0, 1, 4096, 70_000, 300_000, (1 << 20) + 7, *range(50, 3000, 131)]

@@ -12,9 +12,10 @@ import msgspec
 import pytest
 
 from tests.catalog_rules import latest_records
+from tests.support.cli import ok
 from tests.support.relay import CountingRelay
+from tests.support.servers import make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_downstream, make_root, ok, stored, sync
 from upmirror import wsus
 from upmirror.model import Update
 from upmirror.store import Store

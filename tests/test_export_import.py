@@ -19,8 +19,9 @@ import pytest
 import zstandard
 
 from tests.catalog_rules import latest_records
+from tests.support.cli import ok, upmirror
+from tests.support.servers import content_of, expected_updates, make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import content_of, expected_updates, make_downstream, make_root, ok, stored, sync, upmirror
 from upmirror import content_relative_path
 from upmirror.store import Store
 

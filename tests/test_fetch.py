@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import random
 import socket
 import struct
 import subprocess
@@ -18,6 +17,7 @@ import blake3
 import pytest
 
 from tests.support.content import read_index
+from tests.support.downloads import CHUNK, content_job, payload, placed_path, quick_client
 from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import NginxServer
 from tests.support.proxy import TinyProxy
@@ -31,29 +31,6 @@ from upmirror import (
     content_relative_path,
     verify_content,
 )
-
-CHUNK = 64 << 10  # the engine's smallest chunk size, so small test files still split into many chunks
-
-
-def payload(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-def content_job(url: str, data: bytes, *, strongest: str = "blake3") -> DownloadJob:
-    digests: dict[str, str] = {}
-    if strongest == "blake3":
-        digests["blake3"] = blake3.blake3(data).hexdigest()
-    elif strongest == "sha256":
-        digests["sha256"] = hashlib.sha256(data).hexdigest()
-    return DownloadJob.content(url, hashlib.sha1(data).hexdigest(), ".cab", len(data), **digests)
-
-
-def placed_path(content: Path, data: bytes) -> Path:
-    return content / content_relative_path(hashlib.sha1(data).hexdigest(), ".cab")
-
-
-def quick_client(**options: object) -> HttpClient:
-    return HttpClient(read_timeout=1.0, connect_timeout=2.0, **options)  # type: ignore[arg-type]
 
 
 def test_nginx_files_land_verified_and_a_rerun_skips_them(tmp_path: Path) -> None:
@@ -148,14 +125,18 @@ def test_a_reset_during_the_tls_handshake_is_retried_not_taken_for_a_certificate
         thread.join(timeout=10)
 
 
+@pytest.mark.xfail(
+    reason="the download engine asks the original URL again instead of the Location (found by this test, issue 12)"
+)
 def test_a_redirect_is_followed(tmp_path: Path) -> None:
     data = payload(9000, 9)
-    with FaultyServer({"/r.cab": data}) as server:
-        server.plan("/r.cab", "redirect")
-        report = quick_client().download([content_job(server.url + "/r.cab", data)], tmp_path / "c")
-        assert report.placed == 1
+    # The path asked for holds other bytes: only following Location to the other path gives the right file.
+    with FaultyServer({"/r.cab": payload(9000, 90), "/moved/r.cab": data}) as server:
+        server.plan("/r.cab", "redirect:/moved/r.cab")
+        report = quick_client().download([content_job(server.url + "/r.cab", data)], tmp_path / "c", retries=0)
+        assert report.placed == 1, [o.reason for o in report.outcomes]
         assert placed_path(tmp_path / "c", data).read_bytes() == data
-        assert server.requests("/r.cab") == 2
+        assert (server.requests("/r.cab"), server.requests("/moved/r.cab")) == (1, 1)
 
 
 def test_downloaded_content_is_in_the_index_so_verify_does_not_read_it_again(tmp_path: Path) -> None:
@@ -178,11 +159,32 @@ def test_downloaded_content_is_in_the_index_so_verify_does_not_read_it_again(tmp
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     data = payload(2000, 3)
     with FaultyServer({"/x.cab": data}) as server:
-        server.plan("/x.cab", "status:429:2")
+        server.plan("/x.cab", "status:429:1")
         report = quick_client().download([content_job(server.url + "/x.cab", data)], tmp_path, backoff=0.01)
         assert report.placed == 1
-        # The backoff alone would have waited about 10 ms; the server asked for 2 s.
-        assert report.elapsed_seconds >= 1.9
+        assert server.requests("/x.cab") == 2
+
+        # Asked to wait an hour, the engine holds the retry (its own backoff would retry within 10 ms): progress
+        # keeps ticking with the server still at one request, until the wait is cancelled.
+        server.replace("/x.cab", data[::-1])
+        server.reset_counters()
+        server.plan("/x.cab", "status:429:3600")
+        ticks: list[int] = []
+
+        class Held(Exception):
+            pass
+
+        def watch(_: object) -> None:
+            if server.requests("/x.cab") >= 1:
+                ticks.append(server.requests("/x.cab"))
+            if len(ticks) == 5:
+                raise Held
+
+        job = content_job(server.url + "/x.cab", data[::-1])
+        with pytest.raises(Held):
+            quick_client().download([job], tmp_path / "held", backoff=0.01, progress=watch)
+        assert ticks == [1] * 5, "no retry came while the server's Retry-After ran"
+        assert server.requests("/x.cab") == 1
 
 
 def test_failures_are_reported_by_name_while_the_others_complete(tmp_path: Path) -> None:
@@ -230,8 +232,14 @@ def test_a_file_changed_upstream_between_runs_starts_over(tmp_path: Path) -> Non
         # The old bytes never match the metadata: reported, and the journal keeps the verified chunks.
         assert first.failed == 1
         assert "digest mismatch" in (first.outcomes[0].reason or "")
+        assert list((tmp_path / ".partial").glob("*.journal")), "the failed run left a journal to resume from"
         server.replace("/f.cab", new)
+        server.reset_counters()
         second = quick_client().download([job], tmp_path, chunk_size=CHUNK, backoff=0.01)
+        # The new version is fetched in full (the old journal's chunks are found wrong by the whole-file digest and
+        # the file starts over on fresh connections), and no journal of the old version is left behind.
+        assert len(new) <= server.bytes_sent("/f.cab") < 2 * len(new)
+        assert not list((tmp_path / ".partial").glob("*.journal"))
     assert second.placed == 1
     assert placed_path(tmp_path, new).read_bytes() == new
 

@@ -4,25 +4,21 @@ middle of a transfer, and the restart fetching only what was unfinished (counted
 from __future__ import annotations
 
 import hashlib
-import random
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import UPMIRROR, RunUpmirror
+from tests.support.cli import UPMIRROR, RunUpmirror
+from tests.support.downloads import payload
 from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import NginxServer
+from tests.support.waiting import wait_for
 from upmirror import DownloadJob, HttpClient
 
 CHUNK = 256 << 10
 JOURNAL_HEADER = 32  # magic, size, chunk size, validator length; then the validator and 24-byte records
 RECORD = 24  # chunk index, length of the chunk's beginning it vouches for, XXH3 of those bytes
-
-
-def payload(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
 
 
 def journal_records(journal: Path) -> dict[int, int]:
@@ -44,14 +40,6 @@ def journal_records(journal: Path) -> dict[int, int]:
 def journal_chunks(journal: Path) -> set[int]:
     """The chunk indices a journal records as finished (the files here are whole numbers of CHUNK)."""
     return {index for index, length in journal_records(journal).items() if length == CHUNK}
-
-
-def wait_for(condition: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_fetch_places_files_and_names_failures(tmp_path: Path, run_upmirror: RunUpmirror) -> None:

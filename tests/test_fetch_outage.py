@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.downloads import CHUNK, content_job, payload, placed_path, quick_client
 from tests.support.faulty_server import FaultyServer
 from tests.support.netns import in_private_network, tcp_counter
 from tests.support.nginx import free_port
-from tests.test_fetch import CHUNK, content_job, payload, placed_path, quick_client
 from upmirror._native import UnreachableError
 
 CIRCUIT_THRESHOLD = 3  # refused connections in a row before the engine takes the origin for down (fetch.rs)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunUpmirror
+from tests.support.cli import RunUpmirror
 from tests.support.tls import make_pki
 from upmirror import wsus
 from upmirror.catalog.tree import LANGUAGES as CATALOG_LANGUAGES
@@ -93,6 +93,8 @@ def test_init_refuses_an_existing_server_and_a_replica_without_upstream(
         ("schedule.first_sync", "25:00", "schedule.first_sync must be HH:MM (UTC), e.g. 03:00, not '25:00'"),
         ("schedule.first_sync", "noon", "schedule.first_sync must be HH:MM (UTC), e.g. 03:00, not 'noon'"),
         ("proxy.port", "65536", "proxy.port must be 1-65535, not 65536"),
+        ("source.protocol", "soap", "source.protocol must be one of auto, upmirror, wsus, not 'soap'"),
+        ("source.upstream", "microsoft", "or microsoft-update"),
         ("transfer.read_timeout_seconds", "0", "transfer.read_timeout_seconds must be a number above 0 and at most"),
         ("proxy.allow_basic_auth", "maybe", "true or false"),
         ("source.upstream", "gopher://x", "gopher://x"),

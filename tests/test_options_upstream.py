@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import ok, upmirror
+from tests.support.servers import make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_downstream, make_root, ok, stored, sync, upmirror
 from upmirror import wsus
 from upmirror.catalog.tree import FAMILIES, category_id
 from upmirror.store import Store

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.support.cli import ok, upmirror
 from tests.support.relay import CountingRelay
+from tests.support.servers import make_downstream, options_of, root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_downstream, ok, options_of, root, stored, sync, upmirror
 
 __all__ = ["root"]  # the fixture, used by name
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.catalog_rules import expected_answer, latest_records
-from tests.support.upmirror_server import UPMIRROR, UpmirrorServer, add_token
+from tests.support.cli import upmirror
+from tests.support.upmirror_server import UpmirrorServer, add_token
 from upmirror import content_relative_path, wsus
 from upmirror.catalog import tree
 from upmirror.model import (
@@ -35,10 +36,6 @@ from upmirror.model import (
     UpdatesResponse,
 )
 from upmirror.store import Store
-
-
-def upmirror(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*UPMIRROR, *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
 
 
 @dataclass
@@ -88,7 +85,7 @@ def test_every_protocol_call_needs_a_valid_token(root: Root) -> None:
             assert reply.status == 401, (method, path)
             assert reply.headers["WWW-Authenticate"].startswith("Bearer")
             assert b"upmirror tokens add" in reply.body
-    some_file = next(p for p in (root.directory / "content").rglob("*") if p.is_file())
+    some_file = next((root.directory / "content").glob("??/*"))
     relative = some_file.relative_to(root.directory / "content").as_posix()
     assert root.server.call("GET", f"/Content/{relative}", token="").status == 401
 
@@ -236,7 +233,7 @@ def test_incremental_sync_after_a_month_of_change(root: Root) -> None:
 
 
 def content_files(root: Root) -> list[Path]:
-    files = sorted((p for p in (root.directory / "content").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    files = sorted((root.directory / "content").glob("??/*"), key=lambda p: p.stat().st_size)
     return [files[0], files[len(files) // 2], files[-1]]
 
 
@@ -425,7 +422,7 @@ def test_anonymous_content_opens_content_only(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert upmirror("options", "set", "server.anonymous_content", "true", "--dir", tmp_path).returncode == 0
     with UpmirrorServer(tmp_path) as server:
-        path = next(p for p in (tmp_path / "content").rglob("*") if p.is_file())
+        path = next((tmp_path / "content").glob("??/*"))
         reply = server.call("GET", "/Content/" + path.relative_to(tmp_path / "content").as_posix())
         assert (reply.status, reply.body) == (200, path.read_bytes())
         assert server.call("GET", "/api/v1/server").status == 401

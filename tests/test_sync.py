@@ -6,114 +6,35 @@ rules of the specification (tests/catalog_rules.py), not by the sync code."""
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
-import pytest
 
-from tests.catalog_rules import expected_answer, latest_records
+from tests.catalog_rules import latest_records
+from tests.support.cli import UPMIRROR, ok, upmirror
 from tests.support.relay import CountingRelay
+from tests.support.servers import (
+    assert_content_verified,
+    content_of,
+    expected_files,
+    expected_updates,
+    make_downstream,
+    make_root,
+    options_of,
+    root,
+    stored,
+    sync,
+)
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from upmirror import content_relative_path, wsus
-from upmirror.model import FilterItem, RevisionsRequest, Update
+from tests.support.waiting import wait_for
+from upmirror import wsus
+from upmirror.model import Update
 from upmirror.store import Store
 
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
-
-
-def upmirror(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*UPMIRROR, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def ok(*args: str | Path) -> str:
-    done = upmirror(*args)
-    assert done.returncode == 0, f"upmirror {' '.join(map(str, args))}: {done.stderr}"
-    return done.stdout
-
-
-def make_root(path: Path, *, updates: int = 600, content: str = "24M", seed: int = 3) -> Path:
-    ok("catalog", "generate", path, "--updates", str(updates), "--content-size", content, "--seed", str(seed))
-    return path
-
-
-def make_downstream(path: Path, upstream: str, token: str, *options: tuple[str, str], replica: bool = False) -> Path:
-    ok("init", "--dir", path, "--upstream", upstream, *(["--replica"] if replica else []))
-    ok("options", "set", "--dir", path, "source.token", token)
-    for key, value in options:
-        ok("options", "set", "--dir", path, key, value)
-    return path
-
-
-def sync(directory: Path) -> tuple[int, dict[str, Any], str]:
-    done = upmirror("sync", "--dir", directory, "--json")
-    record = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, record, done.stderr
-
-
-def options_of(directory: Path) -> dict[str, object]:
-    return json.loads(ok("options", "show", "--dir", directory, "--json"))  # type: ignore[no-any-return]
-
-
-def stored(directory: Path) -> dict[str, Update]:
-    with Store.open(directory / "upmirror.db") as store:
-        return {u.id: u for u in latest_records(store)}
-
-
-def expected_updates(root: Path, downstream: Path) -> set[tuple[str, int]]:
-    """Everything the downstream's filter selects in the root's catalog now (a first sync's answer)."""
-    options = options_of(downstream)
-    with Store.open(root / "upmirror.db") as store:
-        records, categories = latest_records(store), store.categories()
-    request = RevisionsRequest(
-        products=[FilterItem(p, False) for p in options["products"]],  # type: ignore[attr-defined]
-        classifications=[FilterItem(c, False) for c in options["classifications"]],  # type: ignore[attr-defined]
-        languages=[FilterItem(lang, False) for lang in options["languages"]],  # type: ignore[attr-defined]
-    )
-    return expected_answer(records, categories, request, changed=None).revisions
-
-
-def expected_files(updates: dict[str, Update], languages: list[str]) -> dict[str, int]:
-    """Content paths a downstream must hold: files of unexpired updates in a selected language or neutral, no
-    express files (the default)."""
-    files = {}
-    for update in updates.values():
-        if update.expired:
-            continue
-        for f in update.files:
-            if not f.express and (not f.languages or set(f.languages) & set(languages)):
-                files[content_relative_path(f.sha1, f.extension)] = f.size
-    return files
-
-
-def content_of(directory: Path) -> dict[str, int]:
-    content = directory / "content"
-    return {
-        p.relative_to(content).as_posix(): p.stat().st_size
-        for p in content.glob("*/*")
-        if p.is_file() and not p.parent.name.startswith(".")
-    }
-
-
-def assert_content_verified(directory: Path) -> None:
-    for relative in content_of(directory):
-        data = (directory / "content" / relative).read_bytes()
-        assert hashlib.sha1(data).hexdigest().upper() == Path(relative).stem, relative
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[tuple[Path, UpmirrorServer, CountingRelay, str]]:
-    directory = make_root(tmp_path / "root")
-    token = add_token(directory, "branch")
-    with UpmirrorServer(directory, token=token) as server, CountingRelay(server.port) as relay:
-        yield directory, server, relay, token
+__all__ = ["root"]  # the fixture, used by name
 
 
 def test_first_sync_takes_exactly_the_filtered_set_and_its_files(
@@ -189,10 +110,12 @@ def test_next_sync_moves_only_the_changes(
         # What the root sent: the new files and a little metadata, far below the first sync.
         assert new_bytes <= relay2.downstream_bytes <= new_bytes + (256 << 10)
         assert relay2.downstream_bytes < first_bytes / 4
-        expired_now = {uid for uid, u in after.items() if u.expired}
-        assert {uid for uid in expired_now if uid in before and not before[uid].expired} == {
-            uid for uid in expired_now if uid in before and not before[uid].expired
-        }
+        # What the root expired reaches the downstream as expired: exactly the root's expirations among the updates
+        # the downstream held unexpired.
+        root_expired = {uid for uid, u in stored(root_dir).items() if u.expired}
+        newly_expired = {uid for uid, u in after.items() if u.expired and uid in before and not before[uid].expired}
+        assert newly_expired == {uid for uid in root_expired if uid in before and not before[uid].expired}
+        assert newly_expired, "the month of change expired updates the downstream held"
         assert_content_verified(down)
 
 
@@ -323,11 +246,8 @@ def test_a_sync_killed_with_sigkill_resumes_without_refetching_finished_files(tm
             [*UPMIRROR, "sync", "--dir", str(down)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            deadline = time.monotonic() + 60
-            while len(content_of(down)) < 5:  # some files finished, the rest under way
-                assert time.monotonic() < deadline, "the sync placed no files"
-                assert child.poll() is None, "the sync finished before it could be killed"
-                time.sleep(0.01)
+            # Some files finished, the rest under way.
+            wait_for(lambda: len(content_of(down)) >= 5, 60, "the sync to place files", interval=0.01, process=child)
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
         finally:

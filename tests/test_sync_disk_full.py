@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import ok, upmirror
 from tests.support.relay import CountingRelay
+from tests.support.servers import content_of, content_of_directory, make_downstream, make_root, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import content_of, make_downstream, make_root, ok, sync, upmirror
 
 
 @pytest.fixture
@@ -68,14 +69,6 @@ def test_a_full_content_disk_fails_the_sync_with_one_line_and_the_next_run_resum
         # The second run moved only what the first did not place (plus the protocol's small answers).
         missing_bytes = sum(size for path, size in placed_after.items() if path not in placed_before)
         assert missing_bytes <= relay.downstream_bytes < missing_bytes + (1 << 20)
-
-
-def content_of_directory(content: Path) -> dict[str, int]:
-    return {
-        p.relative_to(content).as_posix(): p.stat().st_size
-        for p in content.glob("*/*")
-        if p.is_file() and not p.parent.name.startswith(".")
-    }
 
 
 def test_sync_json_prints_the_failed_record_when_the_disk_is_full(tmp_path: Path, small_filesystem: Path) -> None:

@@ -5,22 +5,20 @@ admin interface's "synchronize now" behind an admin token."""
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import socket
-import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import ok, upmirror
 from tests.support.proxy import TinyProxy
 from tests.support.relay import CountingRelay
+from tests.support.servers import admin_call, history, make_downstream, make_root, stored, sync
 from tests.support.tls import make_pki
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_downstream, make_root, ok, stored, sync, upmirror
+from tests.support.waiting import wait_for
 
 PROXY_PASSWORD = "pr0xy-Secret"
 
@@ -83,17 +81,6 @@ def test_sync_through_a_proxy_with_basic_authentication(root: Path, tmp_path: Pa
         assert record["files_downloaded"] > 0
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def history(directory: Path) -> list[dict[str, object]]:
-    return json.loads(ok("status", "--dir", directory, "--json"))["history"]  # type: ignore[no-any-return]
-
-
 def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path, tmp_path: Path) -> None:
     token = add_token(root, "scheduled-branch")
     with UpmirrorServer(root, token=token) as upstream:
@@ -108,7 +95,9 @@ def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path
         status = json.loads(ok("status", "--dir", down, "--json"))
         assert datetime.fromisoformat(status["next_sync"]) == due.replace(microsecond=0)
         with UpmirrorServer(down):
-            wait_for(lambda: any(h["result"] == "succeeded" for h in history(down)), 60, "the scheduled sync")
+            wait_for(
+                lambda: any(h["result"] == "succeeded" for h in history(down)), 60, "the scheduled sync", interval=0.2
+            )
         entry = history(down)[0]
         assert entry["trigger"] == "scheduled"
         assert datetime.fromisoformat(str(entry["started"])) >= due.replace(microsecond=0)
@@ -127,23 +116,14 @@ def test_an_unreachable_upstream_is_retried_by_the_scheduler(tmp_path: Path) -> 
         ("transfer.retries", "0"),
     ):
         ok("options", "set", "--dir", down, key, value)
-    with UpmirrorServer(down):
-        wait_for(lambda: len(history(down)) >= 3, 60, "the first attempt and two retries")
-        time.sleep(3)  # past the retry interval: no fourth attempt comes before the next scheduled time
-    attempts = history(down)
-    assert len(attempts) == 3
+    with UpmirrorServer(down) as server:
+        # The scheduler says when it gives up on this scheduled time: after its retries, before any further attempt.
+        wait_for(lambda: "waiting for the next scheduled time" in server.stderr(), 60, "the scheduler to give up")
+        attempts = history(down)
+    assert len(attempts) == 3, "the first attempt and two retries, no more"
     assert all(a["trigger"] == "scheduled" and a["upstream_unreachable"] for a in attempts)
-    starts = sorted(datetime.fromisoformat(str(a["started"])) for a in attempts)
-    assert all(later - earlier >= timedelta(seconds=1) for earlier, later in itertools.pairwise(starts))
-
-
-def admin_call(url: str, path: str, token: str, method: str = "GET") -> tuple[int, bytes]:
-    request = urllib.request.Request(f"{url}{path}", method=method, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    starts = [datetime.fromisoformat(str(a["started"])) for a in reversed(attempts)]
+    assert starts == sorted(starts), "one attempt after the other"
 
 
 def test_synchronize_now_through_the_admin_interface(root: Path, tmp_path: Path) -> None:

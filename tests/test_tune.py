@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,28 +16,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import UPMIRROR, ok, upmirror
 from tests.support.nginx import free_port
 from tests.support.upmirror_server import UpmirrorServer, add_token
 
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
 CONNECTIONS = (2, 3)  # neither is the default (16), so --apply must change the file
 CHUNKS_MIB = (1, 2)  # nor is either the default chunk size (4 MiB)
 GRID = ("--connections", ",".join(map(str, CONNECTIONS)), "--chunk-sizes", ",".join(map(str, CHUNKS_MIB)))
 DIGESTS = ("blake3", "sha256", "sha1", "xxh3", "all in one pass")
-
-
-def upmirror(*args: str | Path, scratch: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs the real command; ``scratch`` becomes its TMPDIR, so the test can see what it leaves behind."""
-    env = {**os.environ, **({"TMPDIR": str(scratch)} if scratch else {})}
-    return subprocess.run(
-        [*UPMIRROR, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
-
-
-def ok(*args: str | Path) -> str:
-    done = upmirror(*args)
-    assert done.returncode == 0, f"upmirror {' '.join(map(str, args))}: {done.stderr}"
-    return done.stdout
 
 
 def toml_of(directory: Path) -> dict[str, Any]:

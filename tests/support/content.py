@@ -1,5 +1,8 @@
 """Content directories for tests: files of seeded random bytes at their WSUS layout paths, digests computed here with
-hashlib (independently of the code under test), a byte-for-byte tree comparison, and a loop-mounted XFS for reflinks."""
+hashlib (independently of the code under test), a byte-for-byte tree comparison, and a loop-mounted XFS for reflinks.
+
+Tests that need a loop mount (reflinks, FIDEDUPERANGE) take it from ``required_xfs()``, the one skip policy: CI runs
+as root, so there a mount that cannot be made is a failure saying why; only a run without root skips them."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
+import pytest
 
 import upmirror
 
@@ -77,6 +82,8 @@ def loop_mounted_xfs(size_mib: int = 512) -> Iterator[Path]:
     mountpoint.mkdir()
     mounted = False
     try:
+        if shutil.which("mkfs.xfs") is None:
+            raise LoopMountRefused("mkfs.xfs is not installed (xfsprogs)")
         with image.open("wb") as f:
             f.truncate(size_mib << 20)
         subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True, capture_output=True)
@@ -94,7 +101,24 @@ def loop_mounted_xfs(size_mib: int = 512) -> Iterator[Path]:
 
 
 class LoopMountRefused(Exception):
-    """The kernel refused to loop-mount a filesystem image (no privileges, no loop devices)."""
+    """The kernel refused to loop-mount a filesystem image (no privileges, no loop devices), or no XFS can be made."""
+
+
+@contextmanager
+def required_xfs(size_mib: int = 512) -> Iterator[Path]:
+    """``loop_mounted_xfs`` under the skip policy of the module's description."""
+    try:
+        with loop_mounted_xfs(size_mib) as mountpoint:
+            yield mountpoint
+    except LoopMountRefused as refused:
+        missing_capability(f"no loop-mounted XFS: {refused}")
+
+
+def missing_capability(reason: str) -> NoReturn:
+    """A test cannot get what it needs from the machine: a failure as root (CI, where it must run), else a skip."""
+    if os.geteuid() == 0:
+        pytest.fail(f"{reason} (running as root, as CI does, this test must run)", pytrace=False)
+    pytest.skip(reason)
 
 
 def shared_extents(path: Path) -> bool:

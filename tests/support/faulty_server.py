@@ -31,8 +31,8 @@ from tests.support.nginx import free_port, wait_for_port
 #   "short"          announce the full length, send half, close cleanly
 #   "flip"           send the whole body with one byte changed
 #   "status:CODE"    answer CODE with no body; "status:429:SECONDS" adds Retry-After
-#   "redirect"       answer 302 with the same path as Location (the next request is served as planned next)
-FAULT = re.compile(r"^(reset|stall|short|flip|redirect|status:\d{3}(:\d+)?)$")
+#   "redirect:PATH"  answer 302 with PATH as Location
+FAULT = re.compile(r"^(reset|stall|short|flip|redirect:/\S*|status:\d{3}(:\d+)?)$")
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 SEND_BLOCK = 64 << 10
 STALL_SECONDS = 3600.0
@@ -47,14 +47,14 @@ class PathState:
     ranges: list[tuple[int, int]] = field(default_factory=list)
 
 
-def planned_answer(fault: str | None, path: str) -> web.Response | None:
+def planned_answer(fault: str | None) -> web.Response | None:
     """The answer of a fault that replaces the file: an error status or a redirect."""
     if fault and fault.startswith("status:"):
         _, code, *wait = fault.split(":")
         headers = {"Retry-After": wait[0]} if wait else {}
         return web.Response(status=int(code), headers=headers, text="planned failure\n")
-    if fault == "redirect":
-        return web.Response(status=302, headers={"Location": path}, text="moved\n")
+    if fault and fault.startswith("redirect:"):
+        return web.Response(status=302, headers={"Location": fault.removeprefix("redirect:")}, text="moved\n")
     return None
 
 
@@ -162,7 +162,7 @@ class FaultyServer:
             fault = state.faults.popleft() if state.faults else None
             data = state.data
         etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
-        planned = planned_answer(fault, request.path)
+        planned = planned_answer(fault)
         if planned is not None:
             return planned
         start, end = 0, len(data)

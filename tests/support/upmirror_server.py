@@ -14,7 +14,6 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tests.support.cli import UPMIRROR
+
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-UPMIRROR = [sys.executable, "-m", "upmirror.cli"]
 
 T = TypeVar("T")
 
