@@ -23,6 +23,8 @@ from upmirror import wsus
 from upmirror.model import FilterItem, RevisionRef, RevisionsRequest, RevisionsResponse, UpdatesRequest
 
 POST_ENDPOINTS = ("/api/v1/revisions", "/api/v1/updates", "/api/v1/approvals", "/api/v1/drivers")
+# The client API: devices report their inventory and ask for their updates.
+CLIENT_ENDPOINTS = ("/api/v1/client/inventory", "/api/v1/client/updates")
 # Characters allowed in a header value (aiohttp's HTTP parser itself refuses control characters).
 HEADER_CHARACTERS = string.ascii_letters + string.digits + string.punctuation + " "
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,8 +63,24 @@ documents = st.recursive(
     max_leaves=20,
 )
 field_names = st.sampled_from(
-    ["anchor", "products", "classifications", "languages", "revisions", "hardware_ids", "computer_hardware_ids", "x"]
+    [
+        "anchor",
+        "products",
+        "classifications",
+        "languages",
+        "revisions",
+        "hardware_ids",
+        "computer_hardware_ids",
+        "device",
+        "x",
+    ]
 )
+
+
+def encode(document: Any) -> bytes:
+    return msgspec.msgpack.encode(document)
+
+
 near_valid = st.dictionaries(field_names, documents | st.lists(st.tuples(st.text(max_size=40), documents), max_size=4))
 
 
@@ -77,6 +95,12 @@ def test_random_bytes(server: UpmirrorServer, endpoint: str, body: bytes) -> Non
 @given(endpoint=st.sampled_from(POST_ENDPOINTS), document=documents | near_valid)
 def test_random_documents(server: UpmirrorServer, endpoint: str, document: Any) -> None:
     assert_clear(server.call("POST", endpoint, msgspec.msgpack.encode(document)), 200, 400, 404, 413)
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(CLIENT_ENDPOINTS), body=st.binary(max_size=300) | (documents | near_valid).map(encode))
+def test_random_client_requests(server: UpmirrorServer, endpoint: str, body: bytes) -> None:
+    assert_clear(server.call("POST", endpoint, body), 200, 204, 400)
 
 
 @FUZZ
