@@ -5,6 +5,7 @@ The fast parts (hashing, downloads, the content store, copies, dedup) live in th
 """
 
 from upmirror._native import (
+    ContentScan,
     CopyReport,
     DedupReport,
     DigestMismatchError,
@@ -19,6 +20,7 @@ from upmirror._native import (
     HttpResponse,
     ProgressSnapshot,
     ProxyAuthenticationError,
+    StagedReport,
     TlsError,
     UpmirrorError,
     VerifyReport,
@@ -30,11 +32,15 @@ from upmirror._native import (
     hash_file,
     hash_files,
     parse_content_path,
+    partial_path,
+    place_staged,
+    scan_content,
     verify_content,
 )
 from upmirror.errors import InputError
 
 __all__ = [
+    "ContentScan",
     "CopyReport",
     "DedupReport",
     "DigestMismatchError",
@@ -50,6 +56,7 @@ __all__ = [
     "InputError",
     "ProgressSnapshot",
     "ProxyAuthenticationError",
+    "StagedReport",
     "TlsError",
     "UpmirrorError",
     "VerifyReport",
@@ -61,5 +68,8 @@ __all__ = [
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "partial_path",
+    "place_staged",
+    "scan_content",
     "verify_content",
 ]

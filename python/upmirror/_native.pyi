@@ -8,6 +8,7 @@ from typing import TypedDict, final
 __version__: str
 __all__ = [
     "ContentFront",
+    "ContentScan",
     "CopyReport",
     "DedupReport",
     "DigestMismatchError",
@@ -22,6 +23,7 @@ __all__ = [
     "HttpResponse",
     "ProgressSnapshot",
     "ProxyAuthenticationError",
+    "StagedReport",
     "TlsError",
     "UnreachableError",
     "UpmirrorError",
@@ -37,7 +39,10 @@ __all__ = [
     "hash_file",
     "hash_files",
     "parse_content_path",
+    "partial_path",
+    "place_staged",
     "read_cabinet",
+    "scan_content",
     "verify_content",
     "write_cabinet",
 ]
@@ -124,6 +129,45 @@ def forget_deleted_content(directory: _StrPath, relative_paths: Sequence[str]) -
     missing."""
 
 def parse_content_path(relative: str) -> tuple[str, str]: ...
+def partial_path(content_dir: _StrPath, purpose: str) -> Path:
+    """Where to stage a file for ``place_staged``: ``<content_dir>/.partial/<purpose>.part`` (folder created)."""
+
+@final
+class StagedReport:
+    """What ``place_staged`` did; paths are relative to the content directory."""
+
+    @property
+    def digests(self) -> list[FileDigests | None]:
+        """Per staged file, in order: size, sha1, sha256, blake3 (``None``: it could not be read)."""
+    @property
+    def placed(self) -> list[str]: ...
+    @property
+    def present(self) -> list[str]:
+        """Already in place (or named twice): the staged copies were removed."""
+    @property
+    def refused(self) -> list[tuple[int, str]]:
+        """(position in the call, reason); when there is one, nothing was placed and the staged files are gone."""
+
+def place_staged(
+    content_dir: _StrPath,
+    files: Sequence[tuple[_StrPath, str, str, int, str | None, str | None]],
+    progress: Callable[[ProgressSnapshot], object] | None = None,
+) -> StagedReport:
+    """Verifies staged files (staged path, sha1, extension, size, sha256 | None, blake3 | None) and, when every one
+    matches, places them atomically and durably and records them in the content index."""
+
+@final
+class ContentScan:
+    """A content directory as the store lists it."""
+
+    @property
+    def files(self) -> list[tuple[str, str, str]]:
+        """(path relative to the directory as found on disk, sha1 lower-case hex, extension) of every layout file."""
+    @property
+    def outside(self) -> list[str]:
+        """Everything else (folders with a trailing ``/``), never taken for content."""
+
+def scan_content(content_dir: _StrPath) -> ContentScan: ...
 
 @final
 class HttpResponse:

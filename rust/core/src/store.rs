@@ -15,6 +15,10 @@ pub const PARTIAL_DIR: &str = ".partial";
 /// The content index (`crate::index`), a dot-name so no scan of the layout can take it for content.
 pub const INDEX_FILE: &str = ".upmirror-index";
 
+/// The longest purpose of a staged file (`ContentStore::staging_path`): the name and its `.part.journal` stay far
+/// below the 255 bytes of a file name.
+const MAX_PURPOSE_LEN: usize = 200;
+
 /// The longest file extension accepted from metadata (".cab", ".msu", ".esd", ".psf" and the like are 3-4).
 pub const MAX_EXTENSION_LEN: usize = 16;
 
@@ -109,9 +113,35 @@ impl ContentStore {
         self.root.join(PARTIAL_DIR)
     }
 
+    /// THE naming of in-progress files, the one scheme for every writer: `<content>/.partial/<label>.part` (a
+    /// resume journal sits beside it as `<label>.part.journal`). `label` is one plain path segment: a content file
+    /// name for downloads and copies, a name checked by `staging_path` for everything else.
+    pub fn partial_path(&self, label: &str) -> PathBuf {
+        self.partial_dir().join(format!("{label}.part"))
+    }
+
     /// The in-progress file of a name, under `.partial/`; its journal sits beside it.
     pub fn partial_path_of(&self, name: &ContentName) -> PathBuf {
-        self.partial_dir().join(format!("{}.part", name.file_name()))
+        self.partial_path(&name.file_name())
+    }
+
+    /// Where a writer outside the core (publish, seed bundles, the catalog generator) stages a file before
+    /// `placement::place_staged` verifies and places it: `partial_path(purpose)`, with `.partial/` created. The
+    /// purpose names the writer and the file (`publish-<sha1>.cab`); it must be 1 to 200 ASCII letters, digits,
+    /// `-`, `_` or `.`, not starting with a dot, so it can never name another path.
+    pub fn staging_path(&self, purpose: &str) -> Result<PathBuf> {
+        let plain = !purpose.is_empty()
+            && purpose.len() <= MAX_PURPOSE_LEN
+            && !purpose.starts_with('.')
+            && purpose.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !plain {
+            return Err(Error::InvalidInput(format!(
+                "{purpose:?} cannot name a staged file: expected 1 to {MAX_PURPOSE_LEN} letters, digits, '-', '_' or \
+                 '.', not starting with a dot"
+            )));
+        }
+        self.create()?;
+        Ok(self.partial_path(purpose))
     }
 
     /// True when a file of this name and size is already in place (the digest was checked when it was placed).
