@@ -89,12 +89,6 @@ pub struct CopyReport {
     pub outside_layout: Vec<String>,
 }
 
-impl CopyReport {
-    pub fn is_clean(&self) -> bool {
-        self.corrupt_source.is_empty() && self.failed.is_empty()
-    }
-}
-
 enum Method {
     Reflink,
     Hardlink,

@@ -23,7 +23,7 @@ use crate::progress::Progress;
 pub const BLAKE3_PARALLEL_MIN: u64 = 1 << 20;
 
 /// Files at least this large are memory-mapped (one pass, no copy); smaller ones are read into a buffer.
-pub const MMAP_MIN: u64 = 256 << 10;
+pub(crate) const MMAP_MIN: u64 = 256 << 10;
 
 /// How many bytes a digest consumes between two looks at the cancellation flag and two progress updates.
 const STEP: usize = 16 << 20;

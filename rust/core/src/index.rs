@@ -21,7 +21,7 @@ use crate::error::{IoResultExt, Result};
 use crate::store::{ContentName, ContentStore};
 
 /// Bumped when the meaning of an entry changes; an index of another version is ignored.
-pub const INDEX_VERSION: u32 = 1;
+pub(crate) const INDEX_VERSION: u32 = 1;
 
 /// What the index knows of one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,13 +40,13 @@ impl IndexEntry {
     }
 
     /// True when the file still has the size and modification time it had when this entry was written.
-    pub fn describes(&self, metadata: &Metadata) -> bool {
+    pub(crate) fn describes(&self, metadata: &Metadata) -> bool {
         self.size == metadata.len() && self.mtime_ns == mtime_ns(metadata)
     }
 }
 
 /// Modification time in nanoseconds since the epoch (negative before it, 0 when the platform has none).
-pub fn mtime_ns(metadata: &Metadata) -> i64 {
+pub(crate) fn mtime_ns(metadata: &Metadata) -> i64 {
     metadata.modified().ok().map_or(0, |t| match t.duration_since(UNIX_EPOCH) {
         Ok(after) => after.as_nanos() as i64,
         Err(before) => -(before.duration().as_nanos() as i64),
@@ -94,7 +94,7 @@ impl ContentIndex {
     }
 
     /// The entry of a file if it still describes it (same size and modification time) and its SHA-1 was verified.
-    pub fn verified_entry(&self, relative: &str, metadata: &Metadata) -> Option<&IndexEntry> {
+    pub(crate) fn verified_entry(&self, relative: &str, metadata: &Metadata) -> Option<&IndexEntry> {
         self.entries.get(relative).filter(|e| e.sha1_verified && e.describes(metadata))
     }
 
@@ -102,11 +102,11 @@ impl ContentIndex {
         self.entries.get(relative)
     }
 
-    pub fn record(&mut self, relative: String, entry: IndexEntry) {
+    pub(crate) fn record(&mut self, relative: String, entry: IndexEntry) {
         self.entries.insert(relative, entry);
     }
 
-    pub fn remove(&mut self, relative: &str) {
+    pub(crate) fn remove(&mut self, relative: &str) {
         self.entries.remove(relative);
     }
 
@@ -135,7 +135,7 @@ impl ContentIndex {
     }
 
     /// Writes the index atomically: a temporary file beside it, flushed, renamed over the old one.
-    pub fn save(&self) -> Result<()> {
+    pub(crate) fn save(&self) -> Result<()> {
         static SAVES: AtomicU64 = AtomicU64::new(0);
         let document = IndexDocument {
             version: INDEX_VERSION,

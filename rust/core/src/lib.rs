@@ -2,21 +2,21 @@
 //! store, copying and deduplication, and the HTTP front of `upmirror serve`, which serves content). The
 //! `upmirror-py` crate exposes it to the Python orchestrator.
 
-pub mod connection;
-pub mod copy;
-pub mod dedup;
-pub mod error;
+mod copy;
+mod dedup;
+mod error;
 pub mod fetch;
 pub mod front;
 pub mod hash;
-pub mod http;
-pub mod index;
+mod http;
+mod index;
 pub mod placement;
-pub mod pool;
-pub mod progress;
-pub mod store;
-pub mod tls;
-pub mod verify;
+mod pool;
+mod progress;
+mod runtime;
+mod store;
+mod tls;
+mod verify;
 pub mod wsus;
 
 pub use copy::{CopyOptions, CopyReport, copy_content};

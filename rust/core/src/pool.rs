@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// Runs `work` on a rayon pool of `threads` threads (`None`: the global pool, one thread per core).
-pub fn run_in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> Result<T> {
+pub(crate) fn run_in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> Result<T> {
     match threads {
         None => Ok(work()),
         Some(0) => Err(Error::InvalidInput("threads must be at least 1".into())),

@@ -48,20 +48,20 @@ impl Progress {
         }
     }
 
-    pub fn add_bytes(&self, n: u64) {
+    pub(crate) fn add_bytes(&self, n: u64) {
         self.bytes_done.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn add_total(&self, files: u64, bytes: u64) {
+    pub(crate) fn add_total(&self, files: u64, bytes: u64) {
         self.files_total.fetch_add(files, Ordering::Relaxed);
         self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub fn file_done(&self) {
+    pub(crate) fn file_done(&self) {
         self.files_done.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn file_failed(&self) {
+    pub(crate) fn file_failed(&self) {
         self.files_failed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -69,7 +69,7 @@ impl Progress {
         self.cancelled.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 

@@ -16,7 +16,7 @@ use rustls_platform_verifier::BuilderVerifierExt;
 use crate::error::{Error, IoResultExt, Result};
 
 /// Builds the client's TLS configuration: HTTP/1.1 only (the client speaks nothing else).
-pub fn client_config(ca_file: Option<&Path>, verify: bool) -> Result<ClientConfig> {
+pub(crate) fn client_config(ca_file: Option<&Path>, verify: bool) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

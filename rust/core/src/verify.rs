@@ -43,12 +43,6 @@ pub struct VerifyReport {
     pub outside_layout: Vec<String>,
 }
 
-impl VerifyReport {
-    pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty() && self.unreadable.is_empty()
-    }
-}
-
 /// The two digests every check computes: SHA-1 (the name) and blake3 (kept in the index for later comparisons
 /// with metadata and for dedup).
 pub(crate) fn check_algorithms() -> AlgorithmSet {

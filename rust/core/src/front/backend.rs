@@ -80,7 +80,7 @@ impl std::fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {}
 
-pub struct Backend {
+pub(crate) struct Backend {
     client: Client<UnixConnector, FrontBody>,
     /// The largest request body the backend takes (app.py's MAX_BODY).
     max_request_body: u64,
@@ -89,7 +89,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(socket: PathBuf, max_request_body: u64) -> Self {
+    pub(crate) fn new(socket: PathBuf, max_request_body: u64) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_BACKEND_CONNECTION)
             .build(UnixConnector(Arc::new(socket)));
@@ -98,7 +98,7 @@ impl Backend {
 
     /// The answer to a request the backend would refuse, given at once: a method it does not serve (405), a body
     /// declared larger than it takes (413, before any of the body is read).
-    pub fn refusal<B: Body>(&self, request: &Request<B>) -> Option<Response<FrontBody>> {
+    pub(crate) fn refusal<B: Body>(&self, request: &Request<B>) -> Option<Response<FrontBody>> {
         if !METHODS.contains(request.method()) {
             return Some(not_allowed(request.method(), "this server", ALLOW));
         }
@@ -111,7 +111,7 @@ impl Backend {
 
     /// `None` when the request's Authorization header may read content; otherwise the backend's refusal (401, or
     /// a 502 when the backend does not answer) to send to the client as it is.
-    pub async fn check_access(&self, headers: &HeaderMap) -> Option<Response<FrontBody>> {
+    pub(crate) async fn check_access(&self, headers: &HeaderMap) -> Option<Response<FrontBody>> {
         let authorization = headers.get(header::AUTHORIZATION);
         if let Some(value) = authorization {
             let access = self.access.lock().expect("the token cache lock is never poisoned");
@@ -140,7 +140,7 @@ impl Backend {
     }
 
     /// The backend's answer to a client's request, both bodies streamed.
-    pub async fn forward(&self, request: Request<Incoming>) -> Response<FrontBody> {
+    pub(crate) async fn forward(&self, request: Request<Incoming>) -> Response<FrontBody> {
         let (mut parts, body) = request.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         parts.uri = backend_uri(parts.uri.path_and_query().map_or("/", |path| path.as_str()));

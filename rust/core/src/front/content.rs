@@ -33,7 +33,7 @@ use crate::store::ContentName;
 /// The most ranges one request may ask for.
 pub const MAX_RANGES: usize = 64;
 /// Responses up to this size are read with one pread and sent with their headers.
-pub const SMALL_BODY: u64 = 64 << 10;
+pub(crate) const SMALL_BODY: u64 = 64 << 10;
 /// Larger bodies are read and sent in pieces of this size.
 const READ_PIECE: u64 = 1 << 20;
 /// The latest date an HTTP date can spell (9999-12-31T23:59:59Z).
@@ -89,17 +89,17 @@ pub fn parse_ranges(header: &str, size: u64) -> Result<Option<Vec<(u64, u64)>>, 
 }
 
 /// The content directory the front serves.
-pub struct ContentFiles {
+pub(crate) struct ContentFiles {
     root: PathBuf,
 }
 
 impl ContentFiles {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         ContentFiles { root: root.into() }
     }
 
     /// The answer to a GET or HEAD of `relative` (the request path after `/Content/`).
-    pub fn answer(&self, method: &Method, relative: &str, headers: &HeaderMap) -> Response<FrontBody> {
+    pub(crate) fn answer(&self, method: &Method, relative: &str, headers: &HeaderMap) -> Response<FrontBody> {
         let Ok(name) = ContentName::parse_relative(relative) else {
             return message(StatusCode::NOT_FOUND, &format!("{relative:?} is not the name of a content file"));
         };
@@ -260,7 +260,7 @@ fn read_parts(file: &File, parts: &[(u64, u64, Bytes)], tail: &Bytes) -> std::io
 
 /// A large body: heads and tails as they are, the file's ranges read a piece at a time off the event loop, one piece
 /// ahead of the socket.
-pub struct FileBody {
+pub(crate) struct FileBody {
     file: Arc<File>,
     segments: VecDeque<Segment>,
     /// The piece being read: it comes before everything still in `segments`.
@@ -367,7 +367,7 @@ impl Drop for FileBody {
 
 /// A body of byte pieces known in advance, sent in order.
 #[derive(Default)]
-pub struct Pieces {
+pub(crate) struct Pieces {
     pieces: VecDeque<Bytes>,
     remaining: u64,
 }

@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
+use super::errors::{holds_connect_failure, holds_rustls_error};
 use crate::error::message_chain;
-use crate::http::{holds_connect_failure, holds_rustls_error};
 
 /// A TCP stream, or a TLS session over one.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -32,7 +32,7 @@ type Driver = http1::Connection<TokioIo<Box<dyn Stream>>, Empty<Bytes>>;
 
 /// Why a connection could not carry a request or its answer; `http` turns it into an error naming the URL.
 #[derive(Debug)]
-pub enum ConnectionError {
+pub(crate) enum ConnectionError {
     /// No TCP connection could be made: refused, no route, or timed out.
     Unreachable(String),
     /// Connecting failed otherwise: a name that does not resolve, a reset during the TLS handshake.
@@ -45,7 +45,7 @@ pub enum ConnectionError {
 
 /// One HTTP/1.1 connection: the handle that sends requests and the state machine that must be polled for them to
 /// progress. Whoever holds it drives it, so it makes progress only while someone waits on it.
-pub struct Connection {
+pub(crate) struct Connection {
     sender: SendRequest<Empty<Bytes>>,
     /// `None` once the state machine finished (the server closed the connection or announced that it would). It is
     /// dropped then, which makes hyper cancel a request still queued on it instead of leaving it unanswered.
@@ -56,7 +56,7 @@ impl Connection {
     /// Connects to `host` and `port` with `tcp` (hyper-util's connector: every address the name resolves to, the
     /// next one tried when one is slow, within the connect timeout), then shakes hands with `tls` when given, within
     /// `connect_timeout` too.
-    pub async fn open(
+    pub(crate) async fn open(
         tcp: &HttpConnector,
         host: &str,
         port: u16,
@@ -134,7 +134,7 @@ impl Connection {
     }
 
     /// Waits until a request can be sent; false when the connection is gone (an idle one the server closed).
-    pub async fn ready(&mut self) -> bool {
+    pub(crate) async fn ready(&mut self) -> bool {
         poll_fn(|cx| {
             // Driven first: an idle connection learns here that the server closed it meanwhile.
             self.drive(cx);
@@ -147,7 +147,7 @@ impl Connection {
     }
 
     /// Sends a request and waits for the answer's head, for at most `timeout` of silence.
-    pub async fn send(
+    pub(crate) async fn send(
         &mut self,
         request: Request<Empty<Bytes>>,
         timeout: Duration,
@@ -171,7 +171,7 @@ impl Connection {
     }
 
     /// The next piece of a response body (`None` at its end), for at most `timeout` of silence.
-    pub async fn next_data(
+    pub(crate) async fn next_data(
         &mut self,
         body: &mut Incoming,
         timeout: Duration,
@@ -196,14 +196,14 @@ impl Connection {
     }
 
     /// Still usable for another request once its answer was read.
-    pub fn reusable(&self) -> bool {
+    pub(crate) fn reusable(&self) -> bool {
         !self.finished() && !self.sender.is_closed()
     }
 }
 
 /// A failed send, and whether it failed before any answer (so that a new connection may try again).
 #[derive(Debug)]
-pub struct SendError {
+pub(crate) struct SendError {
     pub error: ConnectionError,
     pub before_answer: bool,
 }
