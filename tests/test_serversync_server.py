@@ -14,59 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import zeep
 import zeep.exceptions
 from defusedxml import ElementTree
-from zeep.transports import Transport
 
 from tests.catalog_rules import expected_answer, latest_records
+from tests.support.cli import ok
+from tests.support.servers import make_root
 from tests.support.upmirror_server import UpmirrorServer, add_token
-from tests.test_sync import make_root, ok
+from tests.support.wsus import AUTH_PATH, SYNC_PATH, WsusDownstream, fault_code
 from upmirror import content_relative_path, wsus
 from upmirror.model import FilterItem, RevisionsRequest
 from upmirror.store import Store
-
-FIXTURES = Path(__file__).parent / "fixtures" / "wsusss"
-SYNC_PATH = "/ServerSyncWebService/ServerSyncWebService.asmx"
-AUTH_PATH = "/DssAuthWebService/DssAuthWebService.asmx"
-SYNC_BINDING = "{http://www.microsoft.com/SoftwareDistribution}ServerSyncWebServiceSoap"
-AUTH_BINDING = "{http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService}DssAuthWebServiceSoap"
-
-
-class WsusDownstream:
-    """What a WSUS downstream server does, one operation at a time, through zeep."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-        transport = Transport(session=self.session, timeout=30, operation_timeout=60)
-        self.sync = zeep.Client(str(FIXTURES / "ServerSyncWebService.wsdl"), transport=transport).create_service(
-            SYNC_BINDING, url + SYNC_PATH
-        )
-        self.auth = zeep.Client(str(FIXTURES / "DssAuthWebService.wsdl"), transport=transport).create_service(
-            AUTH_BINDING, url + AUTH_PATH
-        )
-        self.cookie: Any = None
-
-    def authenticate(self) -> Any:
-        config = self.sync.GetAuthConfig()
-        plug_in = config.AuthInfo.AuthPlugInInfo[0]
-        assert (plug_in.PlugInID, plug_in.ServiceUrl) == ("DssTargeting", AUTH_PATH.lstrip("/"))
-        authorization = self.auth.GetAuthorizationCookie(
-            accountName="branch.example.test", accountGuid="3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-        )
-        self.cookie = self.sync.GetCookie(
-            authCookies={"AuthorizationCookie": [authorization]}, oldCookie=None, protocolVersion="1.20"
-        )
-        return self.cookie
-
-
-def fault_code(raised: pytest.ExceptionInfo[zeep.exceptions.Fault]) -> str:
-    detail = raised.value.detail
-    assert detail is not None, "a fault of the protocol carries a detail"
-    return str(detail.findtext("ErrorCode"))
 
 
 @pytest.fixture(scope="module")
