@@ -11,8 +11,9 @@ A bundle is a directory:
     ...
 
 Import checks the manifest, every part's size and SHA-256 and the whole metadata package before it writes
-anything; then it places each content file through the content layout only after the file's SHA-1 matched its
-name (staged under ``.partial``, fsynced, renamed), and finally imports the metadata in one transaction.
+anything; then it stages the content files under the content directory's ``.partial`` and has the content store
+place them a batch at a time (``place_staged``: each file's SHA-1 must match its name; placed atomically and
+durably, recorded in the content index), and finally imports the metadata in one transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from typing import Final
 
 import msgspec
 
-from upmirror import content_relative_path, hash_files, parse_content_path
+from upmirror import content_relative_path, hash_files, parse_content_path, partial_path, place_staged
 from upmirror.errors import InputError, UpmirrorError
 from upmirror.package import ExportSummary, ImportReport, export_package, import_package, verify_package
 from upmirror.store import Store
@@ -39,6 +41,10 @@ MANIFEST_NAME: Final = "manifest.json"
 METADATA_NAME: Final = "metadata.upm"
 PART_NAME: Final = re.compile(r"^content-[0-9]{3,6}\.tar$")
 COPY_BLOCK: Final = 1 << 20
+# Content files staged before the store places them: a batch is one flush of the disk and one write of the content
+# index, and what an interrupted import has to stage again.
+PLACE_BATCH_FILES: Final = 2000
+PLACE_BATCH_BYTES: Final = 1 << 30
 
 
 class BundleFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -223,9 +229,22 @@ def _members(directory: Path, manifest: BundleManifest) -> Iterator[tuple[tarfil
 def place_content(directory: Path, manifest: BundleManifest, content_dir: Path) -> tuple[int, int]:
     """Places every content file of the bundle that the content directory lacks, each only after its SHA-1 matched
     its name; returns (files placed, files already present)."""
-    staging = content_dir / ".partial"
-    staging.mkdir(parents=True, exist_ok=True)
     placed = present = 0
+    batch: list[tuple[Path, str, str, int, None, None]] = []
+    batch_names: list[str] = []  # the members staged in the batch, by position
+    batch_bytes = 0
+
+    def place_batch() -> None:
+        nonlocal placed, present, batch_bytes
+        report = place_staged(content_dir, batch)
+        for position, reason in report.refused:
+            raise InputError(f"seed bundle {directory}: {batch_names[position]} {reason}: refused")
+        placed += len(report.placed)
+        present += len(report.present)
+        batch.clear()
+        batch_names.clear()
+        batch_bytes = 0
+
     try:
         for member, archive in _members(directory, manifest):
             try:
@@ -236,28 +255,26 @@ def place_content(directory: Path, manifest: BundleManifest, content_dir: Path) 
                 ) from None
             if not member.isfile() or content_relative_path(sha1, extension) != member.name:
                 raise InputError(f"seed bundle {directory} holds {member.name!r}, not a content file: refused")
-            final = content_dir / member.name
-            if final.is_file():
+            if (content_dir / member.name).is_file() or member.name in batch_names:
                 present += 1
                 continue
             source = archive.extractfile(member)
             assert source is not None
-            staged = staging / f"bundle-{sha1}{extension}"
-            digest = hashlib.sha1()
+            staged = partial_path(content_dir, f"bundle-{sha1}{extension}")
+            batch.append((staged, sha1, extension, member.size, None, None))
+            batch_names.append(member.name)
             with staged.open("wb") as out:
-                while block := source.read(COPY_BLOCK):
-                    digest.update(block)
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest().upper() != sha1.upper():
-                staged.unlink()
-                raise InputError(f"seed bundle {directory}: {member.name} does not match its SHA-1: refused")
-            final.parent.mkdir(exist_ok=True)
-            staged.replace(final)
-            placed += 1
+                shutil.copyfileobj(source, out, COPY_BLOCK)
+            batch_bytes += member.size
+            if len(batch) >= PLACE_BATCH_FILES or batch_bytes >= PLACE_BATCH_BYTES:
+                place_batch()
+        if batch:
+            place_batch()
     except tarfile.TarError as error:
         raise InputError(f"seed bundle {directory} has a damaged content archive: {error}") from None
+    finally:
+        for staged, *_ in batch:  # a batch not placed (an error, Ctrl-C) leaves nothing staged
+            staged.unlink(missing_ok=True)
     return placed, present
 
 

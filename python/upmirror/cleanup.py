@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from upmirror._native import forget_deleted_content, parse_content_path
+from upmirror._native import forget_deleted_content, scan_content
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store
@@ -42,19 +42,12 @@ class CleanupChoice:
 
 
 def content_files(content: Path) -> Iterator[tuple[Path, str]]:
-    """Files in the content layout (path, SHA-1); anything else in the directory is left alone."""
+    """Files in the content layout (path, SHA-1), as the content store lists them; anything else in the directory
+    is left alone."""
     if not content.is_dir():
         return
-    for folder in sorted(content.iterdir()):
-        if not folder.is_dir() or folder.name.startswith("."):
-            continue
-        for path in sorted(folder.iterdir()):
-            try:
-                sha1, _ = parse_content_path(f"{folder.name}/{path.name}")
-            except ValueError:
-                continue
-            if path.is_file():
-                yield path, sha1
+    for relative, sha1, _ in scan_content(content).files:
+        yield content / relative, sha1
 
 
 @contextmanager

@@ -6,8 +6,9 @@ classification (drivers under the driver products, definitions under Defender), 
 specific with one file per language, supersedence chains per product line and per device, a few expired updates,
 and drivers with PCI/USB hardware IDs drawn from a shared pool of devices (so several drivers match one device).
 File sizes are log-normal (many small files, a few of hundreds of MiB) scaled so that they add up to the requested
-content size; file bytes are a seeded pool with a per-file header, written once, hashed natively and placed in the
-WSUS layout under their SHA-1.
+content size; file bytes are a seeded pool with a per-file header, written once to the content directory's staging
+folder (their SHA-1 computed natively as they are written, to name them) and placed in the WSUS layout by the
+content store, which verifies them, computes their SHA-256 and blake3, places them durably and indexes them.
 
 Memory is bounded: updates are planned, written, hashed and stored in batches.
 """
@@ -28,7 +29,7 @@ from typing import Final
 
 import msgspec
 
-from upmirror import FileDigests, Hasher, content_relative_path, hash_files, wsus
+from upmirror import Hasher, UpmirrorError, partial_path, place_staged, wsus
 from upmirror.catalog import tree
 from upmirror.model import Category, FileRef, Update
 from upmirror.store import Store
@@ -38,8 +39,7 @@ MIN_FILE_SIZE: Final = 128  # room for the per-file header that keeps every file
 SIZE_SIGMA: Final = 2.5  # log-normal spread of file sizes: a median of a few KiB, a tail of hundreds of MiB
 POOL_SIZE: Final = 8 << 20
 HEADER_SIZE: Final = 96
-SMALL_FILE: Final = 256 << 10  # built and hashed in memory, written once to its final place
-DIGESTS: Final = ["sha1", "sha256", "blake3"]
+SMALL_FILE: Final = 256 << 10  # built whole in memory, hashed and written in one piece
 EXPIRED_SHARE: Final = 0.03
 FIRST_RELEASE: Final = datetime.date(2016, 1, 12)
 CATALOG_YEARS: Final = 10
@@ -83,8 +83,13 @@ class PlannedFile:
     express: bool = False
 
 
-# A written file: staged on disk to be hashed, or already hashed in memory (digests, bytes).
-Written = Path | tuple[FileDigests, bytes]
+@dataclass
+class Written:
+    """A file written to the staging folder, with the SHA-1 that names it."""
+
+    path: Path
+    sha1: str
+    size: int
 
 
 @dataclass
@@ -228,20 +233,17 @@ class Planner:
 
 
 class ContentWriter:
-    """Writes file bytes (seeded pool + per-file header), hashes them natively in batches and places each under its
-    SHA-1 in the WSUS layout."""
+    """Writes file bytes (seeded pool + per-file header) to the staging folder, hashing their SHA-1 as they go, and
+    has the content store place them under their SHA-1 in the WSUS layout, a batch at a time."""
 
     def __init__(self, content: Path, seed: object) -> None:
         self.content = content
-        self.staging = content / ".partial"
-        self.staging.mkdir(parents=True, exist_ok=True)
         self.pool = memoryview(random.Random(f"pool-{seed}").randbytes(POOL_SIZE))
         self.seed = seed
-        self.folders: set[Path] = set()
+        self.unplaced: set[Path] = set()  # written, not yet handed to the store
 
     def write(self, tag: str, size: int) -> Written:
-        """Writes one file. A small one is built and hashed in memory and written straight to its final place;
-        a large one is written to staging, to be hashed in parallel with others by ``place_files``."""
+        """Writes one file to the staging folder; its SHA-1 is computed from the bytes as they are written."""
         header = f"upmirror catalog {self.seed} file {tag}\n".encode().ljust(HEADER_SIZE, b".")[:size]
         offset = zlib.crc32(tag.encode()) % POOL_SIZE  # files start at different places in the pool
         pieces: list[bytes | memoryview] = [header]
@@ -250,49 +252,51 @@ class ContentWriter:
             pieces.append(self.pool[offset : offset + remaining])
             remaining -= len(pieces[-1])
             offset = 0
-        if size <= SMALL_FILE:
-            data = b"".join(pieces)
-            hasher = Hasher(DIGESTS)
-            hasher.update(data)
-            return hasher.finalize(), data
-        path = self.staging / f"catalog-{tag}.tmp"
+        hasher = Hasher(["sha1"])
+        path = partial_path(self.content, f"catalog-{tag}")
+        self.unplaced.add(path)
         with path.open("wb") as f:
-            f.writelines(pieces)
-        return path
-
-    def place_file(self, planned: PlannedFile, written: Written) -> FileRef:
-        """Places one written file in the layout."""
-        return self.place_files([(planned, written)])[0]
+            if size <= SMALL_FILE:
+                data = b"".join(pieces)
+                hasher.update(data)
+                f.write(data)
+            else:
+                for piece in pieces:  # a pool-sized piece at a time: a large file is never whole in memory
+                    chunk = bytes(piece)
+                    hasher.update(chunk)
+                    f.write(chunk)
+        sha1 = hasher.finalize().sha1
+        assert sha1 is not None
+        return Written(path, sha1, size)
 
     def place_files(self, written: list[tuple[PlannedFile, Written]]) -> list[FileRef]:
-        """Hashes the staged files natively (in parallel) and puts every file at its place in the WSUS layout."""
-        staged = [item for _, item in written if isinstance(item, Path)]
-        hashed = dict(zip(staged, hash_files(staged, algorithms=DIGESTS), strict=True))
-        refs = []
-        for planned, item in written:
-            digests = hashed[item] if isinstance(item, Path) else item[0]
-            if isinstance(digests, OSError):
-                raise digests
-            assert digests.sha1 is not None
-            ref = FileRef(
-                sha1=digests.sha1,
-                sha256=digests.sha256,
-                blake3=digests.blake3,
-                size=digests.size,
+        """Has the content store verify and place the written files in one call; their records get the SHA-256 and
+        blake3 it computed."""
+        refs = [
+            FileRef(
+                sha1=item.sha1,
+                size=item.size,
                 name=planned.name,
                 languages=planned.languages,
                 express=planned.express,
             )
-            final = self.content / content_relative_path(ref.sha1, ref.extension)
-            if final.parent not in self.folders:
-                final.parent.mkdir(exist_ok=True)
-                self.folders.add(final.parent)
-            if isinstance(item, Path):
-                item.replace(final)
-            else:
-                final.write_bytes(item[1])
-            refs.append(ref)
-        return refs
+            for planned, item in written
+        ]
+        report = place_staged(
+            self.content,
+            [
+                (item.path, ref.sha1, ref.extension, ref.size, None, None)
+                for ref, (_, item) in zip(refs, written, strict=True)
+            ],
+        )
+        self.unplaced.difference_update(item.path for _, item in written)
+        for position, reason in report.refused:
+            raise UpmirrorError(f"generated file {refs[position].name} {reason}")
+        placed = []
+        for ref, digests in zip(refs, report.digests, strict=True):
+            assert digests is not None
+            placed.append(msgspec.structs.replace(ref, sha256=digests.sha256, blake3=digests.blake3))
+        return placed
 
     def place(self, batch: list[tuple[PlannedUpdate, list[Written]]]) -> list[Update]:
         """Places the batch's written files and builds the finished Update records."""
@@ -303,6 +307,15 @@ class ContentWriter:
             Update(**planned.fields, files=[next(refs) for _ in planned.files])  # type: ignore[arg-type]
             for planned, _ in batch
         ]
+
+    def close(self) -> None:
+        """Removes what was written and never placed (an interrupted run), and the staging folder when empty."""
+        for path in self.unplaced:
+            path.unlink(missing_ok=True)
+        self.unplaced.clear()
+        staging = partial_path(self.content, "catalog").parent
+        if not any(staging.iterdir()):
+            staging.rmdir()
 
 
 def write_updates(
@@ -364,10 +377,11 @@ def generate(store: Store, content: Path, *, updates: int, content_size: int, se
         return min(largest, max(MIN_FILE_SIZE, round(planned_file.weight * scale)))
 
     summary = Summary()
-    write_updates(
-        store, writer=ContentWriter(content, seed), planned=plans(), size_of=size_of, tag="g", summary=summary
-    )
-    _remove_staging(content)
+    writer = ContentWriter(content, seed)
+    try:
+        write_updates(store, writer=writer, planned=plans(), size_of=size_of, tag="g", summary=summary)
+    finally:
+        writer.close()
     return summary
 
 
@@ -398,8 +412,27 @@ def revise(store: Store, content: Path, *, seed: int) -> Summary:
     for_new_product = new_count // 5 if new_product is not None else 0
     planned = [planner.plan(count + i, product=new_product if i < for_new_product else None) for i in range(new_count)]
     writer = ContentWriter(content, f"{seed}-{anchor}")
-    write_updates(store, writer=writer, planned=iter(planned), size_of=size_of, tag=f"r{anchor}", summary=summary)
+    try:
+        write_updates(store, writer=writer, planned=iter(planned), size_of=size_of, tag=f"r{anchor}", summary=summary)
+        revise_existing(store, writer, planner, rng, anchor=anchor, count=count, size_of=size_of, summary=summary)
+    finally:
+        writer.close()
+    return summary
 
+
+def revise_existing(
+    store: Store,
+    writer: ContentWriter,
+    planner: Planner,
+    rng: random.Random,
+    *,
+    anchor: int,
+    count: int,
+    size_of: Callable[[PlannedFile], int],
+    summary: Summary,
+) -> None:
+    """New revisions of some existing updates (one in three with a new file), and expirations of others; ``anchor``
+    and ``count`` are the store's before the change began."""
     # Reservoir-sample existing, unexpired updates to revise and to expire (one pass, bounded memory).
     revise_count, expire_count = max(3, count // 100), max(2, count // 200)
     wanted = revise_count + expire_count
@@ -414,34 +447,28 @@ def revise(store: Store, content: Path, *, seed: int) -> Summary:
         elif (slot := rng.randrange(seen)) < wanted:
             sample[slot] = update_id
     rng.shuffle(sample)
-    revised = []
+    current_records = []
+    extras: list[tuple[PlannedFile, Written]] = []  # new files, placed together: one flush, one index write
     for number, update_id in enumerate(sample[:revise_count]):
         current = store.update(update_id)
         assert current is not None
-        files = current.files
+        extra = None
         if rng.random() < 1 / 3:
             extra = PlannedFile(f"revision-{current.revision + 1}-{number}.cab", planner.weight())
-            files = [*files, writer.place_file(extra, writer.write(f"v{anchor}-{number}", size_of(extra)))]
+            extras.append((extra, writer.write(f"v{anchor}-{number}", size_of(extra))))
             summary.files += 1
-            summary.content_bytes += files[-1].size
-        revised.append(
-            msgspec.structs.replace(
-                current,
-                revision=current.revision + 1,
-                description=f"{current.description} Revised with change {anchor}."[-10_000:],
-                files=files,
-            )
+            summary.content_bytes += extras[-1][1].size
+        current_records.append((current, extra is not None))
+    placed = iter(writer.place_files(extras) if extras else [])
+    revised = [
+        msgspec.structs.replace(
+            current,
+            revision=current.revision + 1,
+            description=f"{current.description} Revised with change {anchor}."[-10_000:],
+            files=[*current.files, next(placed)] if has_extra else current.files,
         )
+        for current, has_extra in current_records
+    ]
     store.add_updates(revised)
     summary.revised = len(revised)
     summary.expired = store.expire(sample[revise_count:])
-    _remove_staging(content)
-    return summary
-
-
-def _remove_staging(content: Path) -> None:
-    staging = content / ".partial"
-    for leftover in staging.glob("catalog-*.tmp"):
-        leftover.unlink()
-    if staging.is_dir() and not any(staging.iterdir()):
-        staging.rmdir()

@@ -1,10 +1,11 @@
 """``upmirror publish MANIFEST``: a root server takes its own updates.
 
 The manifest (JSON, a ``PublishManifest``) lists categories to add and updates to publish; each update file is read
-from the manifest's folder by its ``name``. Every file is copied to the content directory's staging folder and the
-copy is hashed: it must have the size and every digest the manifest gives (missing SHA-256/blake3 are filled in).
-Only when the whole manifest checks out are the files moved into the WSUS layout and the updates stored, so a bad
-manifest is refused with one line naming the problem and changes nothing.
+from the manifest's folder by its ``name``. Every file is copied to the content directory's staging folder, and the
+content store places the copies in one call (``place_staged``): each must have the size and every digest the
+manifest gives (missing SHA-256/blake3 are filled in from what it computed), and one that does not refuses the
+whole set, so a bad manifest is refused with one line naming the problem and changes nothing. The updates are
+stored once the files are in place; if that fails, the files this publish placed are taken out again.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import msgspec
 
-from upmirror import content_relative_path, hash_files
+from upmirror import content_relative_path, forget_deleted_content, partial_path, place_staged
 from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
 from upmirror.errors import InputError
-from upmirror.model import FileRef, PublishManifest, Update, decode_json
+from upmirror.model import PRODUCT_KINDS, FileRef, PublishManifest, Update, decode_json
 from upmirror.options import ServerDirectory
 from upmirror.store import Store
 
@@ -53,45 +54,71 @@ def check_categories(store: Store, manifest: PublishManifest) -> None:
         if known.get(update.classification) != "classification":
             raise InputError(f"update {update.id} names unknown classification {update.classification}")
         for product in update.products:
-            if known.get(product) not in ("family", "product"):
+            if known.get(product) not in PRODUCT_KINDS:
                 raise InputError(f"update {update.id} names unknown product {product}")
 
 
-def stage_and_verify(manifest: PublishManifest, source: Path, staging: Path) -> dict[str, tuple[FileRef, Path]]:
-    """Copies each distinct file of the manifest (by content path: several updates may carry one file) into staging
-    and checks the copy against the size and every digest the manifest gives, wherever it names the file. Returns,
-    by content path, the completed record (missing digests filled in) and the staged path."""
+DIGESTS = ("sha256", "blake3")
+
+
+def expected_digests(mentions: list[tuple[Update, FileRef]]) -> dict[str, str | None]:
+    """The SHA-256 and blake3 the manifest gives a file, wherever it names it; two different values are refused."""
+    expected: dict[str, str | None] = dict.fromkeys(DIGESTS)
+    first_update = mentions[0][0]
+    for update, ref in mentions:
+        for algorithm in DIGESTS:
+            value = getattr(ref, algorithm)
+            if value is None:
+                continue
+            if expected[algorithm] not in (None, value):
+                raise InputError(
+                    f"update {update.id}: {ref.name!r} gives another {algorithm} than update {first_update.id} "
+                    "gives the same file"
+                )
+            expected[algorithm] = value
+    return expected
+
+
+def stage_and_place(manifest: PublishManifest, source: Path, content: Path) -> tuple[dict[str, FileRef], list[str]]:
+    """Copies each distinct file of the manifest (by content path: several updates may carry one file) into the
+    content directory's staging folder and has the content store check and place them all at once. Returns, by
+    content path, the completed record (missing digests filled in), and the content paths this call placed."""
     named: dict[str, list[tuple[Update, FileRef]]] = {}
     for update in manifest.updates:
         for ref in update.files:
             named.setdefault(content_relative_path(ref.sha1, ref.extension), []).append((update, ref))
-    staged: list[tuple[str, Path]] = []
-    for relative, mentions in named.items():
-        update, ref = mentions[0]
-        original = source / ref.name
-        if not original.is_file():
-            raise InputError(f"update {update.id}: file {ref.name!r} is not in {source}")
-        copy = staging / f"publish-{ref.sha1}{ref.extension}"
-        shutil.copyfile(original, copy)
-        staged.append((relative, copy))
-    results = hash_files([copy for _, copy in staged], algorithms=["sha1", "sha256", "blake3"])
+    staged: list[tuple[Path, str, str, int, str | None, str | None]] = []
+    try:
+        for mentions in named.values():
+            update, ref = mentions[0]
+            original = source / ref.name
+            if not original.is_file():
+                raise InputError(f"update {update.id}: file {ref.name!r} is not in {source}")
+            size = original.stat().st_size
+            for other_update, other in mentions:
+                if other.size != size:
+                    raise InputError(
+                        f"update {other_update.id}: {other.name!r} has {size} bytes, the manifest says {other.size}"
+                    )
+            expected = expected_digests(mentions)
+            copy = partial_path(content, f"publish-{ref.sha1}{ref.extension}")
+            staged.append((copy, ref.sha1, ref.extension, ref.size, expected["sha256"], expected["blake3"]))
+            shutil.copyfile(original, copy)
+        report = place_staged(content, staged)
+    except BaseException:
+        for copy, *_ in staged:
+            copy.unlink(missing_ok=True)
+        raise
+    mentions_in_order = list(named.values())
+    for position, reason in report.refused:
+        update, ref = mentions_in_order[position][0]
+        raise InputError(f"update {update.id}: {ref.name!r} {reason}")
     completed = {}
-    for (relative, copy), digests in zip(staged, results, strict=True):
-        for update, ref in named[relative]:
-            if isinstance(digests, OSError):
-                raise InputError(f"update {update.id}: cannot read {ref.name!r}: {digests}")
-            if digests.size != ref.size:
-                raise InputError(
-                    f"update {update.id}: {ref.name!r} has {digests.size} bytes, the manifest says {ref.size}"
-                )
-            for algorithm in ("sha1", "sha256", "blake3"):
-                expected = getattr(ref, algorithm)
-                if expected is not None and digests.get(algorithm) != expected:
-                    raise InputError(f"update {update.id}: {ref.name!r} does not match its {algorithm} in the manifest")
-        assert not isinstance(digests, OSError)
-        first = named[relative][0][1]
-        completed[relative] = (msgspec.structs.replace(first, sha256=digests.sha256, blake3=digests.blake3), copy)
-    return completed
+    for (relative, mentions), digests in zip(named.items(), report.digests, strict=True):
+        assert digests is not None
+        first = mentions[0][1]
+        completed[relative] = msgspec.structs.replace(first, sha256=digests.sha256, blake3=digests.blake3)
+    return completed, report.placed
 
 
 def with_digests(ref: FileRef, completed: FileRef) -> FileRef:
@@ -107,39 +134,27 @@ def run(args: argparse.Namespace) -> int:
     manifest_path = Path(args.manifest).resolve()
     manifest = read_manifest(manifest_path)
     content = directory.content_dir(options)
-    staging = content / ".partial"
-    staging.mkdir(parents=True, exist_ok=True)
-    placed: list[Path] = []  # files this publish put in place, taken out again if it fails
     with Store.open(directory.database_path) as store:
         check_categories(store, manifest)
+        completed, placed = stage_and_place(manifest, manifest_path.parent, content)
+        updates = [
+            msgspec.structs.replace(
+                update,
+                files=[
+                    with_digests(ref, completed[content_relative_path(ref.sha1, ref.extension)]) for ref in update.files
+                ],
+            )
+            for update in manifest.updates
+        ]
         try:
-            staged = stage_and_verify(manifest, manifest_path.parent, staging)
-            updates = [
-                msgspec.structs.replace(
-                    update,
-                    files=[
-                        with_digests(ref, staged[content_relative_path(ref.sha1, ref.extension)][0])
-                        for ref in update.files
-                    ],
-                )
-                for update in manifest.updates
-            ]
-            for relative, (_, copy) in staged.items():
-                final = content / relative
-                if final.is_file():
-                    copy.unlink()  # already in the store: digest-named content is the same bytes
-                    continue
-                final.parent.mkdir(exist_ok=True)
-                copy.replace(final)
-                placed.append(final)
             store.add_categories(manifest.categories)
             added = store.add_updates(updates)
         except BaseException:
-            for final in placed:
-                final.unlink(missing_ok=True)
-            for leftover in staging.glob("publish-*"):
-                leftover.unlink(missing_ok=True)
+            # All or nothing: the files this publish placed go again, and the content index forgets them.
+            for relative in placed:
+                (content / relative).unlink(missing_ok=True)
+            forget_deleted_content(content, placed)
             raise
-    size = sum(ref.size for ref, _ in staged.values())
-    print(f"published {added} update revisions ({len(staged)} files, {format_bytes(size)}) from {manifest_path}")
+    size = sum(ref.size for ref in completed.values())
+    print(f"published {added} update revisions ({len(completed)} files, {format_bytes(size)}) from {manifest_path}")
     return EXIT_OK
