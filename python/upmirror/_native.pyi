@@ -21,6 +21,7 @@ __all__ = [
     "HttpClient",
     "HttpError",
     "HttpResponse",
+    "InputError",
     "ProgressSnapshot",
     "ProxyAuthenticationError",
     "StagedReport",
@@ -49,6 +50,9 @@ __all__ = [
 
 class UpmirrorError(Exception):
     """The root of every error upmirror raises on purpose."""
+
+class InputError(UpmirrorError, ValueError):
+    """A value given by the user is not allowed; the message names it and what is allowed. Nothing was changed."""
 
 class HttpError(UpmirrorError):
     """A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."""

@@ -1,17 +1,14 @@
 """The Python side of the exception hierarchy rooted in ``UpmirrorError`` (defined natively so Rust can raise it).
 
-``InputError`` is bad input from the user: the command line turns it into exit code 2 and one line of text.
+``InputError`` (native too: the core raises it for bad input, and it is also a ``ValueError``) is bad input from the
+user: the command line turns it into exit code 2 and one line of text.
 ``DiskFullError`` is a full filesystem met while writing content or metadata: the work stops, nothing half-written is
 visible, and the next run resumes.
 """
 
 from __future__ import annotations
 
-from upmirror._native import UpmirrorError
-
-
-class InputError(UpmirrorError):
-    """A value given by the user is not allowed; the message names it and what is allowed. Nothing was changed."""
+from upmirror._native import InputError, UpmirrorError
 
 
 class DiskFullError(UpmirrorError):

@@ -4,6 +4,8 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 use upmirror_core::Error;
 
 create_exception!(upmirror, UpmirrorError, PyException, "The root of every error upmirror raises on purpose.");
@@ -33,6 +35,27 @@ create_exception!(
     "Downloaded bytes did not match the digest the metadata promised; nothing was placed."
 );
 
+/// `InputError`: bad input (the core's `InvalidInput`, and the Python side's own checks), both an `UpmirrorError` and
+/// a `ValueError` (msgspec turns a `ValueError` raised in `__post_init__` into a validation error). Two bases, which
+/// `create_exception!` cannot give, so the class is made by calling `type` once.
+fn input_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static INPUT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    INPUT_ERROR
+        .get_or_try_init(py, || {
+            let bases = PyTuple::new(py, [py.get_type::<UpmirrorError>(), py.get_type::<PyValueError>()])?;
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "upmirror")?;
+            namespace.set_item(
+                "__doc__",
+                "A value given by the user is not allowed; the message names it and what is allowed. Nothing was \
+                 changed.",
+            )?;
+            let class = py.get_type::<PyType>().call1(("InputError", bases, namespace))?;
+            Ok(class.cast_into::<PyType>()?.unbind())
+        })
+        .map(|class| class.bind(py))
+}
+
 /// Converts a core error into the matching Python exception. (A free function: the orphan rule forbids `From`.)
 pub fn to_py_err(error: Error) -> PyErr {
     match error {
@@ -45,7 +68,10 @@ pub fn to_py_err(error: Error) -> PyErr {
             }
         }
         Error::Cancelled => PyKeyboardInterrupt::new_err("cancelled"),
-        Error::InvalidInput(message) => PyValueError::new_err(message),
+        Error::InvalidInput(message) => Python::attach(|py| match input_error(py) {
+            Ok(class) => PyErr::from_type(class.clone(), message),
+            Err(error) => error,
+        }),
         error @ Error::Http { .. } => HttpError::new_err(error.to_string()),
         error @ Error::Unreachable { .. } => UnreachableError::new_err(error.to_string()),
         error @ Error::Tls { .. } => TlsError::new_err(error.to_string()),
@@ -71,6 +97,7 @@ impl<T> IntoPyResult<T> for upmirror_core::Result<T> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UpmirrorError", m.py().get_type::<UpmirrorError>())?;
+    m.add("InputError", input_error(m.py())?)?;
     m.add("HttpError", m.py().get_type::<HttpError>())?;
     m.add("UnreachableError", m.py().get_type::<UnreachableError>())?;
     m.add("TlsError", m.py().get_type::<TlsError>())?;
