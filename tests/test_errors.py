@@ -46,4 +46,3 @@ def test_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as raised:
         hash_file(missing)
     assert raised.value.filename == str(missing)
-
