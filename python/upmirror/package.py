@@ -27,6 +27,7 @@ Decompression is bounded (frame size, and total size against the compressed size
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -130,7 +131,6 @@ class ImportReport:
 def export_package(store: Store, path: Path, since: int) -> ExportSummary:
     """Writes the package of everything changed after change ``since`` (0: everything) from one consistent
     snapshot; the file appears complete at ``path`` or not at all."""
-    partial = path.with_name(path.name + ".partial")
     with store.snapshot() as anchor:
         if since > anchor:
             raise InputError(f"--since {since} is ahead of this server (its latest anchor is {anchor})")
@@ -145,30 +145,22 @@ def export_package(store: Store, path: Path, since: int) -> ExportSummary:
             categories=categories,
             revisions=revisions,
         )
-        try:
-            with partial.open("wb") as raw:
-                sealed = _SealingWriter(raw)
-                compressor = zstandard.ZstdCompressor(level=3, write_checksum=True, threads=-1)
-                with compressor.stream_writer(sealed, closefd=False) as stream:  # type: ignore[arg-type]
-                    digest = hashlib.sha256()
-                    _write_frame(stream, digest, HEADER, msgpack_encoder.encode(header))
-                    written = [0, 0]
-                    for blob in store.export_categories(since):
-                        _write_frame(stream, digest, CATEGORY, blob)
-                        written[0] += 1
-                    for blob in store.export_revisions(since):
-                        _write_frame(stream, digest, UPDATE, blob)
-                        written[1] += 1
-                    trailer = PackageTrailer(categories=written[0], revisions=written[1], sha256=digest.hexdigest())
-                    _write_frame(stream, None, TRAILER, msgpack_encoder.encode(trailer))
-                raw.write(SEAL.pack(SEAL_MAGIC, SEAL.size - 8, SEAL_TAG, sealed.digest.digest()))
-                raw.flush()
-                os.fsync(raw.fileno())
-            partial.replace(path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    _fsync_directory(path.parent)
+        with atomic_file(path) as raw:
+            sealed = _SealingWriter(raw)
+            compressor = zstandard.ZstdCompressor(level=3, write_checksum=True, threads=-1)
+            with compressor.stream_writer(sealed, closefd=False) as stream:  # type: ignore[arg-type]
+                digest = hashlib.sha256()
+                _write_frame(stream, digest, HEADER, msgpack_encoder.encode(header))
+                written = [0, 0]
+                for blob in store.export_categories(since):
+                    _write_frame(stream, digest, CATEGORY, blob)
+                    written[0] += 1
+                for blob in store.export_revisions(since):
+                    _write_frame(stream, digest, UPDATE, blob)
+                    written[1] += 1
+                trailer = PackageTrailer(categories=written[0], revisions=written[1], sha256=digest.hexdigest())
+                _write_frame(stream, None, TRAILER, msgpack_encoder.encode(trailer))
+            raw.write(SEAL.pack(SEAL_MAGIC, SEAL.size - 8, SEAL_TAG, sealed.digest.digest()))
     return ExportSummary(
         path=str(path),
         server_id=header.server_id,
@@ -201,6 +193,22 @@ def _write_frame(stream: IO[bytes], digest: hashlib._Hash | None, kind: bytes, p
     if digest is not None:
         digest.update(frame)
     stream.write(frame)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A file written beside ``path`` (``.partial``) that takes its place complete and durable, or not at all."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -415,11 +423,11 @@ def import_package(store: Store, path: Path, content_dir: Path) -> ImportReport:
                 continue
             if isinstance(record, Update):
                 if previous is not None and previous.id != record.id:
-                    _note_missing(previous, content_dir, report, checked)
+                    note_missing(previous, content_dir, report, checked)
                 previous = record
             yield record
         if previous is not None:
-            _note_missing(previous, content_dir, report, checked)
+            note_missing(previous, content_dir, report, checked)
 
     counts: ImportCounts = store.import_records(records())
     report.categories, report.updates = counts.categories, counts.updates
@@ -427,7 +435,7 @@ def import_package(store: Store, path: Path, content_dir: Path) -> ImportReport:
     return report
 
 
-def _note_missing(update: Update, content_dir: Path, report: ImportReport, checked: set[str]) -> None:
+def note_missing(update: Update, content_dir: Path, report: ImportReport, checked: set[str]) -> None:
     """Records the update as lacking content when one of its files is not in the content directory; each missing
     file counts once (``checked`` holds the SHA-1s already found missing)."""
     if update.expired:

@@ -1,5 +1,6 @@
 """``upmirror export FILE`` and ``upmirror import FILE``: update metadata between servers without a network path
-(wsusutil export/import), full or incremental since an earlier export, optionally as a seed bundle with content."""
+(wsusutil export/import), full or incremental since an earlier export, optionally as a seed bundle with content, or
+as a wsusutil package (a cabinet WSUS imports, and import reads WSUS's)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write a metadata package (or a seed bundle with content) for another server",
         description="Write every category and update revision of this server into FILE (a zstd package with a "
         "SHA-256 manifest), or with --since only what changed after the anchor a previous export printed. With "
-        "--with-content FILE is a directory holding the package and the content files, cut into checksummed parts.",
+        "--with-content FILE is a directory holding the package and the content files, cut into checksummed parts. "
+        "With --format wsus FILE is a wsusutil package (a cabinet of package.xml and metadata.txt) that `wsusutil "
+        "import` takes: always a full export, metadata only.",
     )
     export.add_argument("file", metavar="FILE")
+    export.add_argument(
+        "--format", choices=("upmirror", "wsus"), default="upmirror", help="upmirror's package, or wsusutil's cabinet"
+    )
     export.add_argument("--since", default="", metavar="ANCHOR", help="only changes after this export anchor")
     export.add_argument("--with-content", action="store_true", help="write a seed bundle directory with content")
     export.add_argument(
@@ -39,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     imports = subparsers.add_parser(
         "import",
         help="import a metadata package or seed bundle (autonomous servers)",
-        description="Verify FILE (a package from `upmirror export`, or a seed bundle directory) completely, then "
+        description="Verify FILE (a package from `upmirror export`, a seed bundle directory, or a wsusutil export "
+        "cabinet from WSUS or `upmirror export --format wsus`) completely, then "
         "import it in one transaction; report which imported updates lack content here. A tampered, truncated or "
         "foreign package is refused and nothing changes. Replicas cannot import.",
     )
@@ -59,6 +66,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.chunk_size < 1 << 20:
         raise InputError(f"--chunk-size {args.chunk_size} is too small (at least 1M)")
     target = Path(args.file).resolve()
+    if args.format == "wsus":
+        return _export_wsus(args, directory.database_path, target, options.languages)
     with Store.open(directory.database_path) as store:
         since = parse_anchor(args.since, store.anchor())
         if args.with_content:
@@ -83,9 +92,30 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_wsus(args: argparse.Namespace, database: Path, target: Path, languages: list[str]) -> int:
+    from upmirror.serversync.wsusutil import export_wsus_package  # noqa: PLC0415 (start-up time)
+    from upmirror.store import Store  # noqa: PLC0415
+
+    if args.since or args.with_content:
+        raise InputError(
+            "--format wsus writes a full export of metadata, as wsusutil does: no --since, no --with-content"
+        )
+    with Store.open(database) as store:
+        summary = export_wsus_package(store, target, languages)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary)))
+        return EXIT_OK
+    print(
+        f"exported {summary.categories} categories and {summary.revisions} update revisions to {target} as a "
+        f"wsusutil package: {format_bytes(summary.bytes)}, sha256 {summary.sha256}"
+    )
+    return EXIT_OK
+
+
 def run_import(args: argparse.Namespace) -> int:
     from upmirror.bundle import import_bundle, is_bundle  # noqa: PLC0415 (start-up time: heavy modules on use)
     from upmirror.package import import_package  # noqa: PLC0415
+    from upmirror.serversync.wsusutil import import_wsus_package, is_wsus_package  # noqa: PLC0415
     from upmirror.store import Store  # noqa: PLC0415
     from upmirror.sync import sync_lock  # noqa: PLC0415
 
@@ -102,6 +132,8 @@ def run_import(args: argparse.Namespace) -> int:
     with sync_lock(directory), Store.open(directory.database_path) as store:
         if is_bundle(source):
             report, placed, present = import_bundle(store, source, content_dir)
+        elif is_wsus_package(source):
+            report = import_wsus_package(store, source, content_dir)
         else:
             report = import_package(store, source, content_dir)
     if args.json:
