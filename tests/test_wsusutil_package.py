@@ -267,3 +267,74 @@ def test_wsus_format_is_always_full(root: Path, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "full export" in done.stderr
     assert not (tmp_path / "x.cab").exists()
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "rust" / "core" / "tests" / "fixtures" / "wsus"
+LEAF = "8f1b6c2a-4e5d-4a3b-9c7e-0d1f2a3b4c5d"
+BUNDLE = "c0ffee00-1234-4abc-8def-0123456789ab"
+SECURITY_UPDATES = "0fa1201d-4330-4fa8-8ae9-b877473b6441"
+
+
+def wsus_line(xml: str) -> str:
+    update = fromstring(xml)
+    identity = update.find("upd:UpdateIdentity", NS)
+    assert identity is not None
+    update_id, revision = identity.get("UpdateID", ""), int(identity.get("RevisionNumber", "0"))
+    return f"{update_id},{revision:08x},{utf16_units(xml):08x},{xml}\r\n"
+
+
+def test_updates_from_wsus_keep_their_xml_and_bundled_updates_come_first(tmp_path: Path) -> None:
+    """A package as a WSUS server writes it (real-shaped update XML, a detectoid, category revisions above 1, a leaf
+    update that names only a product and is listed after the bundle that carries it) imports; the leaf takes the
+    bundle's classification; exported again, each update's line holds its original XML and the leaf precedes the
+    bundle."""
+    names = ["detectoid", "category-classification", "category-company", "category-product-family"]
+    names += ["category-product", "bundle", "leaf-update", "superseding"]
+    xmls = {name: (FIXTURES / f"{name}.xml").read_text() for name in names}
+    # The bundle also names a second product, which a WSUS export would carry: made here with the core's writer.
+    other_product = _native.encode_update_xml(
+        {
+            "update_id": "a3c2375d-0c8a-42f9-bce0-28333e198407",
+            "revision_number": 5,
+            "update_type": "Category",
+            "category_type": "Product",
+            "localized_properties": [{"language": "en", "title": "Windows 10"}],
+            "category_groups": [["6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"]],
+        }
+    )
+    lines = [wsus_line(xmls[name]) for name in names[:5]] + [wsus_line(other_product)]
+    lines += [wsus_line(xmls[name]) for name in names[5:]]
+    entries = "".join(
+        f'<Update UpdateId="{line.split(",")[0]}" RevisionNumber="{int(line.split(",")[1], 16)}"/>' for line in lines
+    )
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><ExportPackage ServerID="s" FormatVersion="1.0" '
+        f'ProtocolVersion="1.20"><Updates>{entries}</Updates></ExportPackage>'
+    )
+    package = tmp_path / "from-wsus.cab"
+    package.write_bytes(
+        _native.write_cabinet([("metadata.txt", "".join(lines).encode()), ("package.xml", document.encode())])
+    )
+    server = fresh(tmp_path / "server")
+    ok("import", package, "--dir", server)
+
+    categories = categories_of(server)
+    assert set(categories) == {line.split(",")[0] for line in lines[1:6]}, "every category; the detectoid is not one"
+    assert categories["6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"][2] is None, "a family under its company stands on top"
+    assert categories["72e7624a-5b00-45d2-b92f-e561c0a6a160"][2] == "6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"
+    stored = revisions_of(server)
+    assert set(stored) == {(BUNDLE, 100), (LEAF, 201), ("5a5a5a5a-0000-4000-8000-000000000002", 100)}
+    with sqlite3.connect(server / "upmirror.db") as db:
+        (data,) = db.execute(
+            "SELECT r.data FROM revisions r JOIN updates u ON u.uid = r.uid WHERE u.id = ?", (LEAF,)
+        ).fetchone()
+    assert msgspec.msgpack.decode(data)["classification"] == SECURITY_UPDATES
+
+    again = tmp_path / "again.cab"
+    ok("export", "--format", "wsus", again, "--dir", server)
+    exported = metadata_lines(members_of(again, tmp_path / "out")["metadata.txt"])
+    order = [update_id for update_id, _, _ in exported]
+    assert order.index(LEAF) < order.index(BUNDLE)
+    written = {update_id: xml for update_id, _, xml in exported}
+    assert written[LEAF] == xmls["leaf-update"]
+    assert written[BUNDLE] == xmls["bundle"]

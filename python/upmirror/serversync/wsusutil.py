@@ -393,12 +393,7 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
             categories.append(_validated(path, category_decoder, category))
     kinds: dict[str, CategoryKind] = {c.id: c.kind for c in store.categories()}
     kinds.update((c.id, c.kind) for c in categories)
-    for category in categories:
-        if category.parent is not None and category.parent not in kinds:
-            raise InputError(
-                f"wsusutil package {path}: category {category.id} has parent {category.parent}, which neither the "
-                "package nor this server holds"
-            )
+    categories = [_under_a_family(path, category, kinds) for category in categories]
     software = [m for m in package.metadata if m.update_type in ("Software", "Driver")]
     carrier: dict[str, str] = {}
     for metadata in software:
@@ -429,6 +424,23 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
         updates.append(_validated(path, update_decoder, record))
     updates.sort(key=lambda u: u.revision)
     return parents_first(categories), updates
+
+
+def _under_a_family(path: Path, category: Category, kinds: dict[str, CategoryKind]) -> Category:
+    """upmirror's tree hangs products and families under families only: a family under its company (as Microsoft
+    Update files every family) stands at the top, and the company is kept beside it. Any other parent must be a
+    family the package or the store holds."""
+    if category.parent is None:
+        return category
+    kind = kinds.get(category.parent)
+    if kind == "company":
+        return msgspec.structs.replace(category, parent=None)
+    if kind != "family":
+        raise InputError(
+            f"wsusutil package {path}: category {category.id} has parent {category.parent}, which is not a product "
+            "family the package or this server holds"
+        )
+    return category
 
 
 def _validated(path: Path, decoder: msgspec.msgpack.Decoder[R], record: R) -> R:
