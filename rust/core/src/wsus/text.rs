@@ -37,15 +37,47 @@ fn utf16le(bytes: &[u8]) -> Result<String> {
     if bytes.len() % 2 != 0 {
         return Err(Error::InvalidInput(format!("update XML in UTF-16 has an odd length ({} bytes)", bytes.len())));
     }
-    let units = bytes.chunks_exact(2).map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
-    char::decode_utf16(units)
-        .enumerate()
-        .map(|(index, unit)| {
-            unit.map_err(|_| {
-                Error::InvalidInput(format!("update XML in UTF-16 has an unpaired surrogate at byte {}", index * 2))
-            })
-        })
-        .collect()
+    let unit = |index: usize| u16::from_le_bytes([bytes[2 * index], bytes[2 * index + 1]]);
+    let units = bytes.len() / 2;
+    let mut out: Vec<u8> = Vec::with_capacity(units + units / 8);
+    let mut index = 0;
+    while index < units {
+        // Update XML is nearly all ASCII: eight units at a time while every high byte is zero and no low byte has
+        // its top bit (one char::decode_utf16 step per unit took a fifth of a compressed blob's decode).
+        if let Some(group) = bytes.get(2 * index..2 * index + 16) {
+            let word = u128::from_le_bytes(group.try_into().expect("16 bytes"));
+            if word & 0xff80_ff80_ff80_ff80_ff80_ff80_ff80_ff80 == 0 {
+                // The eight low bytes packed together, in order.
+                let word = (word | (word >> 8)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+                let word = (word | (word >> 16)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+                let word = (word | (word >> 32)) & 0xffff_ffff_ffff_ffff;
+                out.extend_from_slice(&(word as u64).to_le_bytes());
+                index += 8;
+                continue;
+            }
+        }
+        let first = unit(index);
+        let (c, step) = match first {
+            0xd800..=0xdbff if index + 1 < units && (0xdc00..=0xdfff).contains(&unit(index + 1)) => {
+                let high = u32::from(first - 0xd800);
+                let low = u32::from(unit(index + 1) - 0xdc00);
+                (char::from_u32(0x10000 + (high << 10) + low), 2)
+            }
+            0xd800..=0xdfff => (None, 1),
+            _ => (char::from_u32(u32::from(first)), 1),
+        };
+        let Some(c) = c else {
+            return Err(Error::InvalidInput(format!(
+                "update XML in UTF-16 has an unpaired surrogate at byte {}",
+                index * 2
+            )));
+        };
+        let mut buffer = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+        index += step;
+    }
+    // Only whole characters were written.
+    Ok(String::from_utf8(out).expect("UTF-8 made of chars"))
 }
 
 #[cfg(test)]
@@ -69,6 +101,12 @@ mod tests {
     fn bad_text_is_named() {
         assert!(decode_xml_text(b"<a>\xff\xfe\xfd</a>").unwrap_err().to_string().contains("not valid UTF-8"));
         assert!(decode_xml_text(b"<\0a").unwrap_err().to_string().contains("odd length"));
-        assert!(decode_xml_text(b"<\0\x00\xd8").unwrap_err().to_string().contains("unpaired surrogate"));
+        assert!(decode_xml_text(b"<\0\x00\xd8").unwrap_err().to_string().contains("unpaired surrogate at byte 2"));
+        // The eight-unit path and the one-unit path meet: a surrogate pair, ASCII, a lone low surrogate.
+        let mixed = "0123456789abcdef\u{1f6e1}0123456789abcdefé";
+        assert_eq!(decode_xml_text(&encode_utf16le(mixed)).unwrap(), mixed);
+        let mut lone = encode_utf16le("0123456789abcdefgh");
+        lone.extend_from_slice(&[0x00, 0xdc]);
+        assert!(decode_xml_text(&lone).unwrap_err().to_string().contains("unpaired surrogate at byte 36"));
     }
 }
