@@ -39,6 +39,14 @@ Anchor = Annotated[str, msgspec.Meta(max_length=40)]
 CategoryKind = Literal["company", "family", "product", "classification"]
 # The kinds of category that are products in the filter's sense: a company or a family stands for everything below.
 PRODUCT_KINDS: Final[tuple[CategoryKind, ...]] = ("company", "family", "product")
+# The tree of Microsoft Update: what a category of each kind may hang under (a company and a classification under
+# nothing; a family under its company; a product under its family, or its company).
+PARENT_KINDS: Final[dict[CategoryKind, tuple[CategoryKind, ...]]] = {
+    "company": (),
+    "family": ("company",),
+    "product": ("family", "company"),
+    "classification": (),
+}
 ApprovalAction = Literal["approved", "declined", "not_approved"]
 
 

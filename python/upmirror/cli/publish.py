@@ -19,7 +19,7 @@ import msgspec
 from upmirror import content_relative_path, forget_deleted_content, partial_path, place_staged
 from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
 from upmirror.errors import InputError
-from upmirror.model import PRODUCT_KINDS, FileRef, PublishManifest, Update, decode_json
+from upmirror.model import PARENT_KINDS, PRODUCT_KINDS, FileRef, PublishManifest, Update, decode_json
 from upmirror.options import ServerDirectory
 from upmirror.store import Store
 
@@ -48,8 +48,12 @@ def check_categories(store: Store, manifest: PublishManifest) -> None:
     """Every product and classification an update names must be known (stored, or added by the manifest)."""
     known = {c.id: c.kind for c in store.categories()} | {c.id: c.kind for c in manifest.categories}
     for category in manifest.categories:
-        if category.parent is not None and known.get(category.parent) != "family":
-            raise InputError(f"category {category.id} names parent {category.parent}, which is not a product family")
+        allowed = PARENT_KINDS[category.kind]
+        if category.parent is not None and known.get(category.parent) not in allowed:
+            raise InputError(
+                f"category {category.id} names parent {category.parent}, which is not a "
+                f"{' or '.join(allowed) or 'category'} (a {category.kind} hangs under one)"
+            )
     for update in manifest.updates:
         if known.get(update.classification) != "classification":
             raise InputError(f"update {update.id} names unknown classification {update.classification}")

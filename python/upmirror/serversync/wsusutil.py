@@ -46,6 +46,7 @@ from defusedxml.ElementTree import fromstring
 from upmirror import _native
 from upmirror.errors import InputError
 from upmirror.model import (
+    PARENT_KINDS,
     Category,
     CategoryKind,
     Update,
@@ -393,7 +394,7 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
             categories.append(_validated(path, category_decoder, category))
     kinds: dict[str, CategoryKind] = {c.id: c.kind for c in store.categories()}
     kinds.update((c.id, c.kind) for c in categories)
-    categories = [_under_a_family(path, category, kinds) for category in categories]
+    categories = [_under_its_parent(path, category, kinds) for category in categories]
     software = [m for m in package.metadata if m.update_type in ("Software", "Driver")]
     carrier: dict[str, str] = {}
     for metadata in software:
@@ -426,19 +427,12 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
     return parents_first(categories), updates
 
 
-def _under_a_family(path: Path, category: Category, kinds: dict[str, CategoryKind]) -> Category:
-    """upmirror's tree hangs products and families under families only: a family under its company (as Microsoft
-    Update files every family) stands at the top, and the company is kept beside it. Any other parent must be a
-    family the package or the store holds."""
-    if category.parent is None:
-        return category
-    kind = kinds.get(category.parent)
-    if kind == "company":
-        return msgspec.structs.replace(category, parent=None)
-    if kind != "family":
+def _under_its_parent(path: Path, category: Category, kinds: dict[str, CategoryKind]) -> Category:
+    """A category's parent must be one the package or the store holds, of a kind the tree allows (PARENT_KINDS)."""
+    if category.parent is not None and kinds.get(category.parent) not in PARENT_KINDS[category.kind]:
         raise InputError(
-            f"wsusutil package {path}: category {category.id} has parent {category.parent}, which is not a product "
-            "family the package or this server holds"
+            f"wsusutil package {path}: category {category.id} has parent {category.parent}, which is not a "
+            f"{' or '.join(PARENT_KINDS[category.kind]) or 'category'} the package or this server holds"
         )
     return category
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from upmirror.errors import InputError
-from upmirror.model import PRODUCT_KINDS, Category, category_decoder, msgpack_encoder
+from upmirror.model import PARENT_KINDS, PRODUCT_KINDS, Category, category_decoder, msgpack_encoder
 from upmirror.store.schema import StoreBase, parse_anchor
 
 
@@ -36,8 +36,11 @@ class Categories(StoreBase):
         row = self.connection.execute("SELECT data FROM categories WHERE id = ?", (category.id,)).fetchone()
         if row is not None and row[0] == data:
             return False
-        if category.parent is not None and self._category_kind(category.parent) != "family":
-            raise InputError(f"category {category.id} names parent {category.parent}, not a product family")
+        if category.parent is not None and self._category_kind(category.parent) not in PARENT_KINDS[category.kind]:
+            allowed = " or ".join(PARENT_KINDS[category.kind]) or "no category"
+            raise InputError(
+                f"category {category.id} ({category.kind}) names parent {category.parent}: not a {allowed}"
+            )
         self.connection.execute(
             "INSERT INTO categories (id, kind, parent, change, data) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent = excluded.parent, "
