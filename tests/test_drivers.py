@@ -4,56 +4,21 @@ get approved drivers only for devices actually attached to them."""
 
 from __future__ import annotations
 
-import http.client
 import json
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from tests.catalog_rules import latest_records
 from tests.support.cli import ok
+from tests.support.inventory import matching_drivers, post, report, updates_for
 from tests.support.relay import CountingRelay
 from tests.support.servers import make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from upmirror import wsus
-from upmirror.model import Update
 from upmirror.store import Store
 
 DRIVERS = wsus.CLASSIFICATIONS["Drivers"]
-
-
-def post(server: UpmirrorServer, path: str, record: object) -> http.client.HTTPResponse:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    connection.request(
-        "POST",
-        path,
-        body=msgspec.msgpack.encode(record),
-        headers={"Authorization": f"Bearer {server.token}", "Content-Type": "application/msgpack"},
-    )
-    response = connection.getresponse()
-    response.body = response.read()  # type: ignore[attr-defined]
-    connection.close()
-    return response
-
-
-def report(server: UpmirrorServer, device: str, hardware_ids: list[str]) -> None:
-    response = post(server, "/api/v1/client/inventory", {"device": device, "hardware_ids": hardware_ids})
-    assert response.status == 204, response.body  # type: ignore[attr-defined]
-
-
-def updates_for(server: UpmirrorServer, device: str) -> set[str]:
-    response = post(server, "/api/v1/client/updates", {"device": device})
-    assert response.status == 200
-    return {u["id"] for u in msgspec.msgpack.decode(response.body)["updates"]}  # type: ignore[attr-defined]
-
-
-def matching_drivers(updates: list[Update], hardware_ids: set[str]) -> set[str]:
-    return {
-        u.id
-        for u in updates
-        if u.hardware_ids and not u.expired and set(u.hardware_ids) & hardware_ids and not u.computer_hardware_ids
-    }
 
 
 @pytest.fixture

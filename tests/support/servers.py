@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalog_rules import expected_answer, latest_records
+from tests.catalog_rules import Expected, expected_answer, latest_records
 from tests.support.cli import ok, upmirror
 from tests.support.relay import CountingRelay
 from tests.support.upmirror_server import UpmirrorServer, add_token
@@ -59,6 +59,12 @@ def stored(directory: Path) -> dict[str, Update]:
 
 def expected_updates(root: Path, downstream: Path) -> set[tuple[str, int]]:
     """Everything the downstream's filter selects in the root's catalog now (a first sync's answer)."""
+    return expected_selection(root, downstream).revisions
+
+
+def expected_selection(root: Path, downstream: Path) -> Expected:
+    """``expected_updates`` with the ids of the expired updates the filter selects (a WSUS downstream holds those
+    too: it learns an expiration from the revision's XML)."""
     options = options_of(downstream)
     with Store.open(root / "upmirror.db") as store:
         records, categories = latest_records(store), store.categories()
@@ -67,7 +73,7 @@ def expected_updates(root: Path, downstream: Path) -> set[tuple[str, int]]:
         classifications=[FilterItem(c, False) for c in options["classifications"]],  # type: ignore[attr-defined]
         languages=[FilterItem(lang, False) for lang in options["languages"]],  # type: ignore[attr-defined]
     )
-    return expected_answer(records, categories, request, changed=None).revisions
+    return expected_answer(records, categories, request, changed=None)
 
 
 def expected_files(updates: dict[str, Update], languages: list[str]) -> dict[str, int]:
