@@ -23,6 +23,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -327,30 +328,45 @@ def write_updates(
     tag: str,
     summary: Summary,
 ) -> None:
-    """Writes, hashes, places and stores planned updates batch by batch."""
+    """Writes, places and stores planned updates batch by batch. A batch is placed (verified, flushed to the disk,
+    renamed) on a thread of its own while the next one is written, so the disk's flush overlaps the writing; batches
+    are stored in order, each once its files are in place."""
     batch: list[tuple[PlannedUpdate, list[Written]]] = []
     number = 0
+    placing: Future[list[Update]] | None = None
 
-    def flush() -> None:
-        updates = writer.place(batch)
-        store.add_updates(updates)
-        summary.updates += len(updates)
-        summary.expired += sum(u.expired for u in updates)
-        batch.clear()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upmirror-catalog-place") as placer:
 
-    for update in planned:
-        files = []
-        for planned_file in update.files:
-            size = size_of(planned_file)
-            files.append(writer.write(f"{tag}-{number}", size))
-            summary.files += 1
-            summary.content_bytes += size
-            number += 1
-        batch.append((update, files))
-        if len(batch) >= BATCH_UPDATES:
+        def store_placed() -> None:
+            nonlocal placing
+            if placing is None:
+                return
+            updates = placing.result()
+            placing = None
+            store.add_updates(updates)
+            summary.updates += len(updates)
+            summary.expired += sum(u.expired for u in updates)
+
+        def flush() -> None:
+            nonlocal placing
+            store_placed()
+            placing = placer.submit(writer.place, list(batch))
+            batch.clear()
+
+        for update in planned:
+            files = []
+            for planned_file in update.files:
+                size = size_of(planned_file)
+                files.append(writer.write(f"{tag}-{number}", size))
+                summary.files += 1
+                summary.content_bytes += size
+                number += 1
+            batch.append((update, files))
+            if len(batch) >= BATCH_UPDATES:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+        store_placed()
 
 
 def generate(store: Store, content: Path, *, updates: int, content_size: int, seed: int) -> Summary:
