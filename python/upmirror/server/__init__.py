@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ from upmirror._native import ContentFront
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
 from upmirror.server.app import MAX_BODY, build_app
+from upmirror.server.log import start_log, stop_log
 from upmirror.server.scheduler import Scheduler
 from upmirror.store import Store
 
@@ -38,6 +40,8 @@ BACKLOG = 1024
 # The private folder of a running server's backend socket: <temp>/upmirror-serve-<server pid>-<random>.
 PRIVATE_PREFIX = "upmirror-serve-"
 PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("upmirror.server")
 
 
 def url_of(host: str, port: int, *, tls: bool = False) -> str:
@@ -177,6 +181,7 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
             try:
                 stop_with_parent(parent)
                 listening.close()
+                start_log(directory.logs, rotates=False)
                 uvloop.run(serve(directory, options, backend))
             except BaseException:  # a worker reports and exits; the first one carries on
                 import traceback  # noqa: PLC0415
@@ -186,6 +191,8 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
             finally:
                 os._exit(code)
         children.append(pid)
+    handlers = start_log(directory.logs, rotates=True)
+    log.info("listening on %s with %d worker process(es)", url, workers)
     try:
         uvloop.run(serve(directory, options, backend, lambda: start_front(directory, options, listening, backend)))
     finally:
@@ -197,3 +204,5 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
         listening.close()
         backend.close()
         shutil.rmtree(private, ignore_errors=True)
+        log.info("stopped")
+        stop_log(handlers)

@@ -82,7 +82,10 @@ class Scheduler:
             return None
         await process.communicate()
         after = await asyncio.to_thread(self.latest_record)
-        return after if after is not None and (before is None or after.id != before.id) else None
+        if after is None or (before is not None and after.id == before.id):
+            return None
+        log.info("scheduled sync %s%s", after.result, f": {after.error}" if after.error else "")
+        return after
 
     def latest_record(self) -> SyncRecord | None:
         with Store.open(self.directory.database_path) as store:
