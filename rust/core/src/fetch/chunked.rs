@@ -43,7 +43,6 @@ pub(super) async fn finish_chunked(
         resumed.done.iter().enumerate().filter(|(_, done)| **done).map(|(i, _)| chunk_len(size, chunk_size, i)).sum();
     let reused = finished + resumed.kept.values().map(|kept| kept.length).sum::<u64>();
     if reused > 0 {
-        context.bytes_reused.fetch_add(reused, Ordering::Relaxed);
         context.progress.add_bytes(reused);
     }
     let file =
@@ -76,6 +75,8 @@ pub(super) async fn finish_chunked(
     let digests = digests.map_err(|e| context.fatal(e))?;
     drop(chunked);
     verify_and_place(context, job, paths, digests.as_ref(), true).await?;
+    // Counted once placed: bytes of an earlier run that a digest then refused were not reused.
+    context.bytes_reused.fetch_add(reused, Ordering::Relaxed);
     Ok(Placed { size, reused })
 }
 

@@ -118,14 +118,17 @@ async fn attempt_file(
         Some(r) => r.done.iter().position(|done| !done),
         None => Some(0),
     };
-    let Some(first_missing) = first_missing else {
-        let resumed = resumed.expect("all chunks done implies a journal");
-        let size = resumed.size;
-        return finish_chunked(context, job, paths, size, resumed, None, fresh).await;
+    let (start, end) = match (first_missing, &resumed) {
+        (Some(index), _) => {
+            let chunk_start = index as u64 * chunk_size;
+            let end = known_size.map_or(chunk_start + chunk_size, |size| size.min(chunk_start + chunk_size));
+            (chunk_start + resumed.as_ref().and_then(|r| r.kept.get(&index)).map_or(0, |kept| kept.length), end)
+        }
+        // Every chunk is in the journal: its last byte is asked for all the same, since only the server's answer
+        // says whether the file is still the one the chunks came from (size and validator).
+        (None, Some(r)) => (r.size.saturating_sub(1), r.size),
+        (None, None) => unreachable!("no journal leaves the first chunk missing"),
     };
-    let chunk_start = first_missing as u64 * chunk_size;
-    let end = known_size.map_or(chunk_start + chunk_size, |size| size.min(chunk_start + chunk_size));
-    let start = chunk_start + resumed.as_ref().and_then(|r| r.kept.get(&first_missing)).map_or(0, |kept| kept.length);
     let probe = request(context, job, Some((start, end)), fresh, &mut attempts).await?;
     let status = probe.response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && job.size.is_none() {
@@ -174,7 +177,7 @@ async fn attempt_file(
                 .map_err(|e| context.fatal(e))?
         }
     };
-    finish_chunked(context, job, paths, size, resumed, Some((first_missing, probe)), fresh).await
+    finish_chunked(context, job, paths, size, resumed, first_missing.map(|index| (index, probe)), fresh).await
 }
 
 /// Streams one response body (no Range, or a probe that covered the whole file) into a fresh partial file, hashing
