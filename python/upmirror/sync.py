@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,7 +50,7 @@ from upmirror.model import (
     Update,
 )
 from upmirror.options import MICROSOFT_UPDATE, Options, ServerDirectory
-from upmirror.serversync.client import ServerChangedError, WsusUpstream
+from upmirror.serversync.client import SOAP_RETRYABLE_STATUS, ServerChangedError, WsusUpstream
 from upmirror.store import Store, storage_failures_as_errors
 from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
 
@@ -414,7 +415,8 @@ def connect_upstream(options: Options, client: HttpClient, store: Store) -> Upst
         protocol = detect_protocol(options, client)
     if protocol == "upmirror":
         return Upstream(options, client)
-    wsus = WsusUpstream(options.source.upstream, Upstream(options, client).send, account=f"upmirror-{store.server_id}")
+    send = functools.partial(Upstream(options, client).send, retry_status=SOAP_RETRYABLE_STATUS)
+    wsus = WsusUpstream(options.source.upstream, send, account=f"upmirror-{store.server_id}")
     wsus.stored_categories = store.categories
     wsus.has_revision = store.has_revision
     return wsus

@@ -64,6 +64,12 @@ SERVER_SYNC_PATH: Final = "/ServerSyncWebService/ServerSyncWebService.asmx"
 # A cookie this close to its expiration is renewed before the next call.
 RENEW_BEFORE: Final = datetime.timedelta(minutes=5)
 BUSY_RETRIES: Final = 5
+# HTTP statuses the transport retries for this protocol: not 500, which is how SOAP answers a fault (InvalidCookie,
+# ServerChanged, ServerBusy...): the session reacts to the fault's code instead.
+SOAP_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
+# The largest answer accepted: Microsoft Update's unpaged GetRevisionIdList of 24,509 revisions is about 3 MB, so
+# this holds half a million; above it an answer is refused before it is parsed (huge XML tokens parse slowly).
+MAX_ANSWER: Final = 64 << 20
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
 
@@ -92,6 +98,11 @@ class ServerSyncSession:
         headers = {"content-type": CONTENT_TYPE, "soapaction": f'"{namespace}/{operation}"'}
         url = f"{self.base}{path}"
         response = self.send("POST", url, body, headers)
+        if len(response.body) > MAX_ANSWER:
+            raise WsusProtocolError(
+                f"{operation}: {url} answered {len(response.body) >> 20} MiB, above the {MAX_ANSWER >> 20} MiB "
+                "an answer may have"
+            )
         try:
             answer = read_envelope(response.body)
         except NotSoap as error:
@@ -385,10 +396,15 @@ class WsusUpstream:
             if address:
                 self.file_urls[url.bytes_of("FileDigest").hex()] = address
         decoded = []
-        for (data, compressed_blob), raw in zip(blobs, _native.decode_update_blobs(blobs), strict=True):
-            metadata = msgspec.convert(raw, UpdateMetadata)
-            xml = _native.read_cabinet(data, 16 << 20)[0][1].decode("utf-16-le").encode() if compressed_blob else data
-            decoded.append((metadata, xml))
+        try:
+            for (data, compressed_blob), raw in zip(blobs, _native.decode_update_blobs(blobs), strict=True):
+                metadata = msgspec.convert(raw, UpdateMetadata)
+                xml = (
+                    _native.read_cabinet(data, 16 << 20)[0][1].decode("utf-16-le").encode() if compressed_blob else data
+                )
+                decoded.append((metadata, xml))
+        except (UpmirrorError, ValueError) as error:  # the core's InputError, msgspec's and UTF-16's are ValueErrors
+            raise WsusProtocolError(f"GetUpdateData answered update metadata that cannot be read: {error}") from None
         returned = {(m.update_id, m.revision_number) for m, _ in decoded}
         missing = [ref for ref in refs if ref not in returned]
         if missing:
