@@ -20,6 +20,8 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from upmirror.errors import UpmirrorError
+
 SOAP_ENVELOPE: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 SERVER_SYNC: Final = "http://www.microsoft.com/SoftwareDistribution"
 DSS_AUTH: Final = "http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService"
@@ -37,9 +39,9 @@ SERVER_CHANGED: Final = "ServerChanged"
 SERVER_BUSY: Final = "ServerBusy"
 
 
-class SoapFault(Exception):
+class SoapFault(UpmirrorError):
     """A SOAP fault: ``code`` is the ErrorCode of its detail (None when the fault carries none), ``message`` the
-    human-readable text."""
+    human-readable text. An UpmirrorError, so one that escapes a downstream's session is one line, not a traceback."""
 
     def __init__(self, code: str | None, message: str, *, client_fault: bool = False) -> None:
         super().__init__(f"{code or 'fault'}: {message}")
