@@ -18,6 +18,7 @@ WORKLOADS = {
     "W6": "benches.w6_copy",
     "W7": "benches.w7_dedup",
     "W8": "benches.w8_serve",
+    "W9a": "benches.w9_decode",
     "P1": "benches.protocol",
 }
 
