@@ -14,11 +14,13 @@ import pytest
 from tests.support.cli import UPMIRROR, RunUpmirror
 from tests.support.content import (
     flip_byte,
+    grow_tmpfs,
     layout_files,
     make_content_dir,
     read_index,
     required_xfs,
     shared_extents,
+    small_tmpfs,
 )
 
 SIZES = [0, 1, 4095, 4096, 70_000, 300_000, 1 << 20, (2 << 20) + 3, *range(100, 6000, 97)]
@@ -181,6 +183,34 @@ def test_a_sigkilled_copy_resumes_with_only_the_unfinished_files(tmp_path: Path,
     assert report["copied"] == len(files) - len(placed)
     assert report["skipped"] == len(placed)
     assert layout_files(tmp_path / "dst") == files
+
+
+def test_a_full_destination_disk_fails_with_one_line_and_a_rerun_with_room_completes(
+    tmp_path: Path, run_upmirror: RunUpmirror
+) -> None:
+    # About 3 MiB of files for a 1 MiB filesystem: the copy runs out of room part of the way.
+    files = make_content_dir(tmp_path / "src", [256 << 10] * 12, seed=8)
+    with small_tmpfs(tmp_path / "small") as small:
+        destination = small / "WsusContent"
+
+        result = run_upmirror("content", "copy", tmp_path / "src", destination)
+
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "No space left on device" in lines[0]
+        assert lines[0].startswith(f"upmirror: {destination}/"), "the line names the path that could not be written"
+        placed = layout_files(destination)
+        assert len(placed) < len(files)
+        assert all(files[relative] == data for relative, data in placed.items()), "nothing partial at a final path"
+
+        grow_tmpfs(small, "64m")
+        code, report, stderr = copy_json(run_upmirror, tmp_path / "src", destination)
+
+        assert code == 0, stderr
+        assert (report["copied"], report["skipped"]) == (len(files) - len(placed), len(placed))
+        assert layout_files(destination) == files
+        assert not any((destination / ".partial").iterdir())
 
 
 def test_reflinks_on_a_loop_mounted_xfs(tmp_path: Path, run_upmirror: RunUpmirror) -> None:

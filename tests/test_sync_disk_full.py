@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import ok, upmirror
+from tests.support.content import grow_tmpfs, small_tmpfs
 from tests.support.relay import CountingRelay
 from tests.support.servers import content_of, content_of_directory, make_downstream, make_root, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
@@ -21,15 +20,8 @@ from tests.support.upmirror_server import UpmirrorServer, add_token
 
 @pytest.fixture
 def small_filesystem(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.fail("the disk-full test mounts a small tmpfs and needs root")
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
 
 
 def test_a_full_content_disk_fails_the_sync_with_one_line_and_the_next_run_resumes(
@@ -58,7 +50,7 @@ def test_a_full_content_disk_fails_the_sync_with_one_line_and_the_next_run_resum
         placed_before = content_of_directory(content)
         for relative in placed_before:
             assert hashlib.sha1((content / relative).read_bytes()).hexdigest().upper() == Path(relative).stem
-        subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
+        grow_tmpfs(small_filesystem, "64m")
         relay.reset()
         code, record, stderr = sync(downstream)
         assert code == 0, stderr

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import ok, upmirror
+from tests.support.faulty_server import FaultyServer
 from tests.support.proxy import TinyProxy
 from tests.support.relay import CountingRelay
-from tests.support.servers import admin_call, history, make_downstream, make_root, stored, sync
+from tests.support.servers import admin_call, expected_updates, history, make_downstream, make_root, stored, sync
 from tests.support.tls import make_pki
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from tests.support.waiting import wait_for
@@ -79,6 +80,40 @@ def test_sync_through_a_proxy_with_basic_authentication(root: Path, tmp_path: Pa
         assert code == 0, stderr
         assert record["new_updates"] > 0
         assert record["files_downloaded"] > 0
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        "upmirror",
+        pytest.param(
+            "auto",
+            marks=pytest.mark.xfail(
+                reason="source.protocol auto asks /api/v1/server once, without retries, and takes a 503 for a WSUS "
+                "upstream: the sync then runs over the WSUS protocol (found by this test, issue 12)"
+            ),
+        ),
+    ],
+)
+def test_metadata_calls_answered_503_are_retried_and_the_sync_succeeds(
+    root: Path, tmp_path: Path, protocol: str
+) -> None:
+    token = add_token(root, f"retried-{protocol}")
+    # A front of the real server refuses each metadata call of the protocol with 503 once or twice first.
+    refusals = {"/api/v1/server": 1, "/api/v1/categories": 2, "/api/v1/revisions": 1, "/api/v1/updates": 2}
+    with UpmirrorServer(root, token=token) as server, FaultyServer({}, forward_to=server.url) as front:
+        for path, count in refusals.items():
+            front.plan(path, *["status:503"] * count)
+        down = make_downstream(tmp_path / "down", front.url, token, ("source.protocol", protocol))
+        code, record, stderr = sync(down)
+        assert code == 0, stderr
+        assert record["result"] == "succeeded"
+        # Each call was asked again after its refusals: the single calls once more, the batches of updates too.
+        for path in ("/api/v1/server", "/api/v1/categories", "/api/v1/revisions"):
+            assert front.requests(path) == refusals[path] + 1, path
+        assert front.requests("/api/v1/updates") > refusals["/api/v1/updates"]
+    assert {(u.id, u.revision) for u in stored(down).values()} == expected_updates(root, down)
+    assert record["files_downloaded"] > 0
 
 
 def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Content directories for tests: files of seeded random bytes at their WSUS layout paths, digests computed here with
-hashlib (independently of the code under test), a byte-for-byte tree comparison, and a loop-mounted XFS for reflinks.
+hashlib (independently of the code under test), a byte-for-byte tree comparison, a loop-mounted XFS for reflinks,
+and a small tmpfs that fills up.
 
 Tests that need a loop mount (reflinks, FIDEDUPERANGE) take it from ``required_xfs()``, the one skip policy: CI runs
 as root, so there a mount that cannot be made is a failure saying why; only a run without root skips them."""
@@ -112,6 +113,24 @@ def required_xfs(size_mib: int = 512) -> Iterator[Path]:
             yield mountpoint
     except LoopMountRefused as refused:
         missing_capability(f"no loop-mounted XFS: {refused}")
+
+
+@contextmanager
+def small_tmpfs(mountpoint: Path, size: str = "1m") -> Iterator[Path]:
+    """A real filesystem that fills up: a tmpfs of ``size`` mounted at ``mountpoint`` (made here), unmounted after;
+    ``grow_tmpfs`` gives it room again. Mounting needs root (CI has it); without root it is missing_capability."""
+    if os.geteuid() != 0:
+        missing_capability("a small tmpfs needs root to mount")
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
+
+
+def grow_tmpfs(mountpoint: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(mountpoint)], check=True)
 
 
 def missing_capability(reason: str) -> NoReturn:

@@ -4,6 +4,10 @@ it counts the body bytes it sent. Upstream servers in the wild do all of these; 
 
 ``with FaultyServer({"/a.bin": data}) as server:`` serves on ``server.url``; ``server.plan("/a.bin", "reset",
 "status:500")`` makes the next two requests of that path fail in those ways, then it serves normally again.
+
+``FaultyServer({}, forward_to=upstream.url)`` stands in front of a real server: a path it has no file for is
+forwarded there (method, headers and body), and only the planned answers (``status:``, ``redirect:``) are its own;
+``server.requests(path)`` counts every request of the path, the planned and the forwarded.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from tests.support.nginx import free_port, wait_for_port
 
@@ -36,6 +40,9 @@ FAULT = re.compile(r"^(reset|stall|short|flip|redirect:/\S*|status:\d{3}(:\d+)?)
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 SEND_BLOCK = 64 << 10
 STALL_SECONDS = 3600.0
+# Headers of one hop, not passed on by the forwarding mode (aiohttp sets its own).
+HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length"})
+MAX_FORWARDED_BODY = 64 << 20
 
 
 @dataclass
@@ -45,6 +52,7 @@ class PathState:
     requests: int = 0
     bytes_sent: int = 0
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    forwarded: bool = False  # answered by the real server behind (``forward_to``)
 
 
 def planned_answer(fault: str | None) -> web.Response | None:
@@ -66,8 +74,10 @@ class FaultyServer:
         honour_range: bool = True,
         rate: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        forward_to: str | None = None,
     ) -> None:
         self.port = free_port()
+        self.forward_to = forward_to
         self.honour_range = honour_range
         self.rate = rate  # bytes per second per connection, None for full speed
         self._ssl = ssl_context
@@ -82,6 +92,7 @@ class FaultyServer:
         self._active = 0
         self._transports: set[asyncio.Transport] = set()
         self._connections_seen = 0
+        self._client: ClientSession | None = None
         self.max_active = 0  # the most requests served at the same time
 
     @property
@@ -93,7 +104,10 @@ class FaultyServer:
             if not FAULT.match(fault):
                 raise ValueError(f"unknown fault {fault!r}")
         with self._lock:
-            self._paths[path].faults.extend(faults)
+            state = self._state(path)
+            if state is None:
+                raise KeyError(f"{path} is not served")
+            state.faults.extend(faults)
 
     def replace(self, path: str, data: bytes) -> None:
         """The file changes upstream (a new ETag)."""
@@ -133,6 +147,13 @@ class FaultyServer:
 
         asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout=10)
 
+    def _state(self, path: str) -> PathState | None:
+        """The state of a path (None: not served); a path forwarded to the real server gets one at its first plan or
+        request."""
+        if self.forward_to is not None and path not in self._paths:
+            self._paths[path] = PathState(b"", forwarded=True)
+        return self._paths.get(path)
+
     def reset_counters(self) -> None:
         with self._lock:
             for state in self._paths.values():
@@ -155,7 +176,7 @@ class FaultyServer:
                 self._transports.add(request.transport)
                 self._connections_seen += 1
             self._last_headers[request.path] = dict(request.headers)
-            state = self._paths.get(request.path)
+            state = self._state(request.path)
             if state is None:
                 raise web.HTTPNotFound()
             state.requests += 1
@@ -163,8 +184,8 @@ class FaultyServer:
             data = state.data
         etag = '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
         planned = planned_answer(fault)
-        if planned is not None:
-            return planned
+        if planned is not None or state.forwarded:
+            return planned if planned is not None else await self._forward(request)
         start, end = 0, len(data)
         status = 200
         headers = {"ETag": etag, "Accept-Ranges": "bytes" if self.honour_range else "none"}
@@ -206,6 +227,17 @@ class FaultyServer:
             transport.close()
         return response
 
+    async def _forward(self, request: web.Request) -> web.Response:
+        """The real server's answer to the request, whole (the sync protocol's bodies are small)."""
+        assert self._client is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with self._client.request(
+            request.method, f"{self.forward_to}{request.path_qs}", headers=headers, data=await request.read()
+        ) as answer:
+            body = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            return web.Response(status=answer.status, headers=kept, body=body)
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.run_until_complete(self._main())
@@ -218,8 +250,11 @@ class FaultyServer:
             self._loop.run_until_complete(asyncio.sleep(0))
 
     async def _main(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app = web.Application(client_max_size=MAX_FORWARDED_BODY)
+        app.router.add_route("*" if self.forward_to else "GET", "/{tail:.*}", self._handle)
+        if self.forward_to is not None:
+            # No decompression: bodies pass on as the real server encoded them, with its headers.
+            self._client = ClientSession(auto_decompress=False)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl)
@@ -233,6 +268,8 @@ class FaultyServer:
             transport.abort()
         await asyncio.sleep(0)
         await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.close()
 
     def __enter__(self) -> FaultyServer:
         self._thread.start()
