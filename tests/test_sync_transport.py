@@ -116,6 +116,32 @@ def test_metadata_calls_answered_503_are_retried_and_the_sync_succeeds(
     assert record["files_downloaded"] > 0
 
 
+def test_credentials_appear_in_no_log_and_no_output(root: Path, tmp_path: Path) -> None:
+    token = add_token(root, "discreet-branch")
+    texts: list[str] = []
+    with UpmirrorServer(root, token=token) as server, TinyProxy(user="syncer", password=PROXY_PASSWORD) as proxy:
+        port = proxy.rsplit(":", 1)[1]
+        down = make_downstream(tmp_path / "down", server.url, token)
+        ok("options", "set", "--dir", down, "proxy.enabled", "true", "proxy.host", "127.0.0.1", "proxy.port", port)
+        ok("options", "set", "--dir", down, "proxy.user", "syncer", "proxy.password", PROXY_PASSWORD)
+        refused = upmirror("sync", "--dir", down)  # Basic not allowed yet: the error path speaks of the proxy
+        assert refused.returncode == 1
+        ok("options", "set", "--dir", down, "proxy.allow_basic_auth", "true")
+        for command in (("sync", "--json"), ("sync",), ("status", "--json"), ("status",), ("options", "show")):
+            done = upmirror(*command, "--dir", down)
+            assert done.returncode == 0, done.stderr
+            texts += [done.stdout, done.stderr]
+        texts += [refused.stdout, refused.stderr, ok("options", "show", "--dir", down, "--json")]
+        assert server.stop() == 0
+        texts.append(server.stderr())
+    logs = [path for directory in (root, down) for path in (directory / "logs").iterdir()]
+    assert root / "logs" / "upmirror.log" in logs
+    texts += [path.read_text(errors="replace") for path in logs]
+    for text in texts:
+        assert PROXY_PASSWORD not in text
+        assert token not in text
+
+
 def test_the_scheduler_synchronizes_at_the_first_synchronization_time(root: Path, tmp_path: Path) -> None:
     token = add_token(root, "scheduled-branch")
     with UpmirrorServer(root, token=token) as upstream:
