@@ -29,6 +29,7 @@ def test_an_origin_nobody_listens_on_is_unreachable() -> None:
     with pytest.raises(UnreachableError, match=f"http://127.0.0.1:{port} is unreachable") as raised:
         quick_client().request("GET", f"http://127.0.0.1:{port}/x")
     assert isinstance(raised.value, HttpError)
+    assert raised.value.kind == "unreachable"
 
 
 def test_an_untrusted_certificate_is_a_tls_error(tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_an_untrusted_certificate_is_a_tls_error(tmp_path: Path) -> None:
     ):
         quick_client().request("GET", server.url + "/t.cab")
     assert isinstance(raised.value, HttpError)
+    assert raised.value.kind == "tls"
 
 
 def test_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
@@ -46,3 +48,43 @@ def test_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as raised:
         hash_file(missing)
     assert raised.value.filename == str(missing)
+
+
+def test_a_connection_reset_mid_answer_is_an_http_error_of_kind_reset() -> None:
+    with FaultyServer({"/r.cab": payload(200_000, 2)}) as server:
+        server.plan("/r.cab", "reset")
+        with pytest.raises(HttpError) as raised:
+            quick_client().request("GET", server.url + "/r.cab")
+    assert raised.value.kind == "reset"
+    assert type(raised.value) is HttpError
+    assert "/r.cab" in str(raised.value)
+
+
+def test_a_server_silent_past_the_read_timeout_is_an_http_error_of_kind_timed_out() -> None:
+    with FaultyServer({"/s.cab": payload(200_000, 3)}) as server:
+        server.plan("/s.cab", "stall")
+        with pytest.raises(HttpError, match="timed out") as raised:
+            quick_client().request("GET", server.url + "/s.cab")
+    assert raised.value.kind == "timed_out"
+
+
+def test_a_503_is_retried_until_the_answer_comes_and_the_server_counts_each_try() -> None:
+    data = payload(5000, 4)
+    with FaultyServer({"/m.bin": data}) as server:
+        server.plan("/m.bin", "status:503", "status:503")
+        response = quick_client().request("GET", server.url + "/m.bin", retries=2, backoff=0.01)
+        assert (response.status, response.body) == (200, data)
+        assert server.requests("/m.bin") == 3
+        # Without retries the 503 is the answer, returned as is; a transport failure is retried the same way.
+        server.plan("/m.bin", "status:503", "reset")
+        assert quick_client().request("GET", server.url + "/m.bin").status == 503
+        assert quick_client().request("GET", server.url + "/m.bin", retries=1, backoff=0.01).body == data
+        assert server.requests("/m.bin") == 6
+
+
+def test_retries_end_with_the_last_answer_and_retry_after_is_honoured() -> None:
+    with FaultyServer({"/b.bin": b"x"}) as server:
+        server.plan("/b.bin", "status:429:0", "status:503", "status:503")
+        response = quick_client().request("GET", server.url + "/b.bin", retries=2, backoff=0.01)
+        assert response.status == 503
+        assert server.requests("/b.bin") == 3

@@ -1,17 +1,22 @@
 """Type stubs of the Rust extension; checked against the module by ``python -m mypy.stubtest upmirror._native``."""
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from os import PathLike
 from pathlib import Path
-from typing import TypedDict, final
+from typing import Final, TypedDict, final
 
 __version__: str
 __all__ = [
+    "DEFAULT_CONNECTIONS",
+    "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_READ_TIMEOUT_SECONDS",
+    "DEFAULT_RETRIES",
+    "RETRYABLE_STATUSES",
     "ContentFront",
     "ContentScan",
     "CopyReport",
     "DedupReport",
-    "DigestMismatchError",
     "DownloadJob",
     "DownloadReport",
     "DuplicateGroup",
@@ -48,6 +53,12 @@ __all__ = [
     "write_cabinet",
 ]
 
+DEFAULT_RETRIES: Final[int]
+DEFAULT_CONNECTIONS: Final[int]
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final[float]
+DEFAULT_READ_TIMEOUT_SECONDS: Final[float]
+RETRYABLE_STATUSES: Final[frozenset[int]]
+
 class UpmirrorError(Exception):
     """The root of every error upmirror raises on purpose."""
 
@@ -55,7 +66,11 @@ class InputError(UpmirrorError, ValueError):
     """A value given by the user is not allowed; the message names it and what is allowed. Nothing was changed."""
 
 class HttpError(UpmirrorError):
-    """A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."""
+    """A request failed: reset, stalled, an answer that is not HTTP, a redirect that cannot be followed. ``kind``
+    names which (unreachable, connect, timed_out, reset, body, redirect, tls, proxy_refused); the message names the
+    URL."""
+
+    kind: str
 
 class UnreachableError(HttpError):
     """No connection could be made; the message names the origin, or the proxy when requests go through one."""
@@ -65,9 +80,6 @@ class TlsError(HttpError):
 
 class ProxyAuthenticationError(HttpError):
     """The proxy wants authentication upmirror may not or cannot give; the message says which, never a credential."""
-
-class DigestMismatchError(UpmirrorError):
-    """Downloaded bytes did not match the digest the metadata promised; nothing was placed."""
 
 @final
 class ProgressSnapshot:
@@ -285,13 +297,21 @@ class HttpClient:
         proxy_password: str | None = None,
         allow_basic_auth: bool = False,
         bearer_token: str | None = None,
-        connect_timeout: float = 15.0,
-        read_timeout: float = 30.0,
-        max_connections_per_host: int = 16,
+        connect_timeout: float = ...,
+        read_timeout: float = ...,
+        max_connections_per_host: int = ...,
         user_agent: str | None = None,
     ) -> HttpClient: ...
     def request(
-        self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        retries: int = 0,
+        retry_statuses: AbstractSet[int] | None = None,
+        backoff: float | None = None,
     ) -> HttpResponse: ...
     def download(
         self,

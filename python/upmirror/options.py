@@ -20,7 +20,13 @@ import msgspec.inspect
 import tomli_w
 
 from upmirror import wsus
-from upmirror._native import HttpClient
+from upmirror._native import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT_SECONDS,
+    DEFAULT_RETRIES,
+    HttpClient,
+)
 from upmirror.errors import InputError, one_line
 
 OPTIONS_FILE: Final = "upmirror.toml"
@@ -91,13 +97,14 @@ class ContentOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class TransferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Download engine tuning (``upmirror tune`` measures good values for a link)."""
+    """Download engine tuning (``upmirror tune`` measures good values for a link). The defaults are the core's
+    (``upmirror._native``), which the HTTP client and the download engine take too."""
 
-    connections: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16
+    connections: Annotated[int, msgspec.Meta(ge=1, le=256)] = DEFAULT_CONNECTIONS
     chunk_size_mib: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4  # measured: benches W2a/W2b
-    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 4
-    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 15.0
-    read_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = DEFAULT_RETRIES
+    connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = DEFAULT_CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = DEFAULT_READ_TIMEOUT_SECONDS
 
 
 class ServerOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

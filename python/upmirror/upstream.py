@@ -1,19 +1,18 @@
 """The client side of the sync protocol: how a downstream server talks to its upstream server, through the one
 native HTTP client (TLS, proxy and its Basic-authentication rule, bearer token, per-host connection cap).
 
-Metadata calls are retried on transport failures, 5xx and 429 with exponential backoff and jitter (honouring
-Retry-After); a 4xx is the upstream refusing the request and is reported at once with its message.
+Metadata calls are retried by the client's one retry policy (the download engine's: transient failures, 429 and
+500/502/503/504, exponential backoff with full jitter, Retry-After up to its cap); a 4xx is the upstream refusing the
+request and is reported at once with its message.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Final, TypeVar
 
 from upmirror._native import (
+    RETRYABLE_STATUSES,
     HttpClient,
     HttpError,
     HttpResponse,
@@ -44,9 +43,7 @@ from upmirror.options import Options
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS: Final = frozenset({429, 500, 502, 503, 504})
-BACKOFF_BASE_SECONDS: Final = 0.25
-BACKOFF_MAX_SECONDS: Final = 30.0
+RETRYABLE_STATUS: Final = RETRYABLE_STATUSES
 
 
 class UpstreamError(UpmirrorError):
@@ -99,29 +96,25 @@ class Upstream:
         except UpmirrorError as error:
             raise UpstreamError(f"{method} {url} answered something unusable: {error}") from None
 
-    def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> HttpResponse:
-        """One request with the retries of metadata calls (the WSUS protocol client sends through this too)."""
-        attempt = 0
-        while True:
-            try:
-                response = self.client.request(method, url, body, headers)
-            except ProxyAuthenticationError:
-                raise  # a configuration problem: retrying cannot help
-            except HttpError as error:
-                if attempt >= self.retries:
-                    # An UnreachableError names what could not be reached: the upstream, or the proxy.
-                    reason = (
-                        str(error)
-                        if isinstance(error, UnreachableError)
-                        else f"upstream {self.base} unreachable: {error}"
-                    )
-                    raise UpstreamUnreachableError(reason) from None
-                time.sleep(backoff(attempt, None))
-            else:
-                if response.status not in RETRYABLE_STATUS or attempt >= self.retries:
-                    return response
-                time.sleep(backoff(attempt, response.header("retry-after")))
-            attempt += 1
+    def send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        *,
+        retry_status: frozenset[int] = RETRYABLE_STATUS,
+    ) -> HttpResponse:
+        """One request with the retries of metadata calls (the WSUS protocol client sends through this too, with its
+        own ``retry_status``: a SOAP fault is an HTTP 500 that answers the call)."""
+        try:
+            return self.client.request(method, url, body, headers, retries=self.retries, retry_statuses=retry_status)
+        except ProxyAuthenticationError:
+            raise  # a configuration problem, not retried: the message names the proxy
+        except HttpError as error:
+            # An UnreachableError names what could not be reached: the upstream, or the proxy.
+            reason = str(error) if isinstance(error, UnreachableError) else f"upstream {self.base} unreachable: {error}"
+            raise UpstreamUnreachableError(reason) from None
 
     def server_info(self) -> ServerInfo:
         info = self._call("GET", "/api/v1/server", ServerInfo)
@@ -150,17 +143,3 @@ class Upstream:
     def content_url(self, file: FileRef) -> str:
         """The URL of a file on the upstream, built from its digest as WSUS does."""
         return f"{self.base}/Content/{content_relative_path(file.sha1, file.extension)}"
-
-
-def backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait before retry ``attempt`` + 1: what Retry-After asks (bounded), else exponential with jitter."""
-    if retry_after:
-        try:
-            seconds = float(retry_after)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(retry_after).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = 0.0
-        return min(max(seconds, 0.0), BACKOFF_MAX_SECONDS)
-    return random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from upmirror._native import DownloadJob, DownloadReport, HttpClient
+from upmirror._native import DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DownloadJob, DownloadReport, HttpClient
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
 from upmirror.errors import InputError
 
@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--blake3", metavar="HEX", help="expected BLAKE3 (one URL only)")
     parser.add_argument("--connections", type=int, help="connections at once (default: the engine's, measured)")
     parser.add_argument("--chunk-size", type=parse_size, help="Range chunk size, e.g. 8M (default: the engine's)")
-    parser.add_argument("--retries", type=int, help="retries per request after a transient failure (default 5)")
+    parser.add_argument(
+        "--retries", type=int, help=f"retries per request after a transient failure (default {DEFAULT_RETRIES})"
+    )
     parser.add_argument("--ca-file", type=Path, help="PEM CA bundle to trust instead of the system roots")
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (unsafe)")
     parser.add_argument("--proxy", metavar="URL", help="HTTP proxy URL (without credentials)")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             proxy_domain=args.proxy_domain,
             proxy_password=os.environ.get(PROXY_PASSWORD_VARIABLE),
             allow_basic_auth=args.allow_basic_auth,
-            max_connections_per_host=max(16, args.connections or 0),
+            max_connections_per_host=max(DEFAULT_CONNECTIONS, args.connections or 0),
         )
     except ValueError as error:
         raise InputError(str(error)) from None

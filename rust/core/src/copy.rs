@@ -257,16 +257,13 @@ fn tally(report: &mut CopyReport, outcomes: Vec<(&Job, Result<Outcome>)>) {
                 }
             }
             Err(Error::Cancelled) => {}
-            Err(Error::InvalidInput(reason)) if reason == CORRUPT_SOURCE => {
+            Err(Error::DigestMismatch { .. }) => {
                 report.corrupt_source.push(job.file.name.relative_path());
             }
             Err(error) => report.failed.push((job.file.name.relative_path(), error.to_string())),
         }
     }
 }
-
-/// The failure text of a source file whose bytes do not match its name (sorted into `corrupt_source`).
-const CORRUPT_SOURCE: &str = "the source file's bytes do not match the SHA-1 in its name";
 
 /// Flushes the filesystem and records the entries learned since the last checkpoint in the index on disk.
 fn checkpoint(state: &Checkpointing, store: &ContentStore, sync: bool) -> Result<()> {
@@ -347,7 +344,13 @@ impl Copier<'_> {
         let written = self.write_partial(&job.file.path_in(self.source), &job.source, name, &partial, trusted);
         let Ok(Some(Written { method, blake3, hashed, metadata })) = written else {
             let _ = fs::remove_file(&partial);
-            return Err(written.err().unwrap_or_else(|| Error::InvalidInput(CORRUPT_SOURCE.into())));
+            // The source's bytes do not match the SHA-1 in its name: sorted into `corrupt_source`, not copied.
+            return Err(written.err().unwrap_or_else(|| Error::DigestMismatch {
+                name: name.relative_path(),
+                algorithm: "sha1",
+                expected: name.sha1_hex(),
+                actual: None,
+            }));
         };
         self.destination.place_verified_unsynced(&partial, name)?;
         // The rename keeps the inode, so the metadata taken before it describes the placed file.

@@ -21,11 +21,14 @@ pub mod wsus;
 
 pub use copy::{CopyOptions, CopyReport, copy_content};
 pub use dedup::{DedupOptions, DedupReport, DuplicateGroup, LinkKind, deduplicate};
-pub use error::{Error, Result};
+pub use error::{Error, HttpErrorKind, Result};
 pub use fetch::{DownloadJob, DownloadOptions, DownloadReport, ExpectedDigests, FileOutcome, JobTarget};
 pub use front::{Front, FrontOptions};
 pub use hash::{Algorithm, AlgorithmSet, Digests, MultiHasher, hash_file, hash_files};
-pub use http::{HttpClient, HttpOptions, HttpResponse, ProxyOptions};
+pub use http::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpClient, HttpOptions,
+    HttpResponse, ProxyOptions, RETRYABLE_STATUSES, RetryPolicy,
+};
 pub use index::{ContentIndex, IndexEntry};
 pub use progress::{Progress, ProgressSnapshot};
 pub use store::{ContentName, ContentStore};

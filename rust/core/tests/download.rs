@@ -13,7 +13,7 @@ use sha1::{Digest, Sha1};
 use upmirror_core::fetch::download;
 use upmirror_core::{
     ContentName, DownloadJob, DownloadOptions, DownloadReport, ExpectedDigests, FileOutcome, HttpClient, HttpOptions,
-    Progress,
+    Progress, RetryPolicy,
 };
 
 const CHUNK: u64 = 64 << 10; // the smallest chunk size the engine accepts
@@ -37,7 +37,8 @@ fn run(client: &Arc<HttpClient>, root: &Path, jobs: Vec<DownloadJob>, options: D
 }
 
 fn options(connections: usize, retries: u32) -> DownloadOptions {
-    DownloadOptions { connections, chunk_size: CHUNK, retries, ..DownloadOptions::default() }
+    let retry = RetryPolicy { retries, ..RetryPolicy::default() };
+    DownloadOptions { connections, chunk_size: CHUNK, retry, ..DownloadOptions::default() }
 }
 
 fn placed(root: &Path, data: &[u8]) -> Vec<u8> {

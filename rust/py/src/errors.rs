@@ -6,14 +6,15 @@ use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyOSError, PyValueError
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
-use upmirror_core::Error;
+use upmirror_core::{Error, HttpErrorKind};
 
 create_exception!(upmirror, UpmirrorError, PyException, "The root of every error upmirror raises on purpose.");
 create_exception!(
     upmirror,
     HttpError,
     UpmirrorError,
-    "A transfer failed: unreachable, reset, stalled, or an HTTP error status. The message names the URL."
+    "A request failed: reset, stalled, an answer that is not HTTP, a redirect that cannot be followed. `kind` names \
+     which (unreachable, connect, timed_out, reset, body, redirect, tls, proxy_refused); the message names the URL."
 );
 create_exception!(
     upmirror,
@@ -27,12 +28,6 @@ create_exception!(
     ProxyAuthenticationError,
     HttpError,
     "The proxy wants authentication upmirror may not or cannot give; the message says which, never a credential."
-);
-create_exception!(
-    upmirror,
-    DigestMismatchError,
-    UpmirrorError,
-    "Downloaded bytes did not match the digest the metadata promised; nothing was placed."
 );
 
 /// `InputError`: bad input (the core's `InvalidInput`, and the Python side's own checks), both an `UpmirrorError` and
@@ -72,11 +67,22 @@ pub fn to_py_err(error: Error) -> PyErr {
             Ok(class) => PyErr::from_type(class.clone(), message),
             Err(error) => error,
         }),
-        error @ Error::Http { .. } => HttpError::new_err(error.to_string()),
-        error @ Error::Unreachable { .. } => UnreachableError::new_err(error.to_string()),
-        error @ Error::Tls { .. } => TlsError::new_err(error.to_string()),
-        Error::ProxyAuthentication(message) => ProxyAuthenticationError::new_err(message),
-        error @ Error::DigestMismatch { .. } => DigestMismatchError::new_err(error.to_string()),
+        Error::Http { kind, .. } => {
+            let message = error.to_string();
+            let raised = match kind {
+                HttpErrorKind::Unreachable => UnreachableError::new_err(message),
+                HttpErrorKind::Tls => TlsError::new_err(message),
+                HttpErrorKind::ProxyRefused => ProxyAuthenticationError::new_err(message),
+                _ => HttpError::new_err(message),
+            };
+            Python::attach(|py| match raised.value(py).setattr("kind", kind.name()) {
+                Ok(()) => raised,
+                Err(error) => error,
+            })
+        }
+        // The engines sort mismatched bytes into their reports (a download restarts, a copy names the corrupt
+        // source); one reaching Python is a fault of upmirror, reported as the root class.
+        error @ Error::DigestMismatch { .. } => UpmirrorError::new_err(error.to_string()),
     }
 }
 
@@ -102,6 +108,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnreachableError", m.py().get_type::<UnreachableError>())?;
     m.add("TlsError", m.py().get_type::<TlsError>())?;
     m.add("ProxyAuthenticationError", m.py().get_type::<ProxyAuthenticationError>())?;
-    m.add("DigestMismatchError", m.py().get_type::<DigestMismatchError>())?;
+    // Every HttpError has a kind; the class's own is what a Python-side raise (without one) reads.
+    m.py().get_type::<HttpError>().setattr("kind", "")?;
     Ok(())
 }

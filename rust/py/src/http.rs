@@ -1,7 +1,9 @@
 //! Python access to the one HTTP client: `HttpClient` (built from the server's options) with `request` for metadata
-//! calls and `download` for content, both running on the shared runtime with the GIL released.
+//! calls and `download` for content, both running on the shared runtime with the GIL released and retried by the
+//! core's one `RetryPolicy`. The defaults every layer takes (`DEFAULT_RETRIES`, the timeouts, the connections) are
+//! the core's constants, exported here for options.py and the CLI.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,10 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use upmirror_core::fetch::DownloadOptions;
-use upmirror_core::{HttpClient, HttpOptions, ProxyOptions};
+use upmirror_core::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpClient, HttpOptions,
+    ProxyOptions, RETRYABLE_STATUSES, RetryPolicy,
+};
 
 use crate::errors::IntoPyResult;
 use crate::fetch::{PyDownloadJob, PyDownloadReport, download_jobs};
@@ -45,8 +50,8 @@ impl PyHttpClient {
     #[new]
     #[pyo3(signature = (
         *, ca_file=None, verify_tls=true, proxy_url=None, proxy_user=None, proxy_domain=None, proxy_password=None,
-        allow_basic_auth=false, bearer_token=None, connect_timeout=15.0, read_timeout=30.0,
-        max_connections_per_host=16, user_agent=None
+        allow_basic_auth=false, bearer_token=None, connect_timeout=DEFAULT_CONNECT_TIMEOUT.as_secs_f64(),
+        read_timeout=DEFAULT_READ_TIMEOUT.as_secs_f64(), max_connections_per_host=DEFAULT_CONNECTIONS, user_agent=None
     ))]
     fn new(
         ca_file: Option<PathBuf>,
@@ -89,9 +94,11 @@ impl PyHttpClient {
         Ok(PyHttpClient { inner: Arc::new(HttpClient::new(&options).into_py()?) })
     }
 
-    /// One request with the whole body read (metadata calls); the GIL is released while it runs. Any status is
-    /// returned as is; transport failures raise HttpError (TlsError, ProxyAuthenticationError).
-    #[pyo3(signature = (method, url, body=None, headers=None))]
+    /// One request with the whole body read (metadata calls); the GIL is released while it runs. Transient failures
+    /// and the `retry_statuses` (429, 500, 502, 503, 504 unless given) are tried again up to `retries` times with the
+    /// download engine's backoff (`backoff`: the first wait's bound in seconds) and Retry-After; the last answer is
+    /// returned whatever its status. Failures raise HttpError (UnreachableError, TlsError, ProxyAuthenticationError).
+    #[pyo3(signature = (method, url, body=None, headers=None, *, retries=0, retry_statuses=None, backoff=None))]
     fn request(
         &self,
         py: Python<'_>,
@@ -99,10 +106,21 @@ impl PyHttpClient {
         url: String,
         body: Option<Vec<u8>>,
         headers: Option<HashMap<String, String>>,
+        retries: u32,
+        retry_statuses: Option<HashSet<u16>>,
+        backoff: Option<f64>,
     ) -> PyResult<PyHttpResponse> {
         let headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
+        let defaults = RetryPolicy::default();
+        let policy = RetryPolicy {
+            retries,
+            backoff_base: non_negative_seconds("backoff", backoff, defaults.backoff_base)?,
+            statuses: retry_statuses.map_or_else(|| defaults.statuses.clone(), |set| set.into_iter().collect()),
+            ..defaults
+        };
         let client = self.inner.clone();
-        let response = py.detach(move || client.request_blocking(&method, &url, &headers, body)).into_py()?;
+        let response =
+            py.detach(move || client.request_blocking(&method, &url, &headers, body.as_deref(), &policy)).into_py()?;
         Ok(PyHttpResponse {
             status: response.status,
             headers: response.headers,
@@ -129,15 +147,12 @@ impl PyHttpClient {
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDownloadReport> {
         let defaults = DownloadOptions::default();
-        let seconds = |name: &str, value: Option<f64>, default: Duration| match value {
-            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
-            Some(_) => {
-                Err(pyo3::exceptions::PyValueError::new_err(format!("{name} must be a non-negative number of seconds")))
-            }
-            None => Ok(default),
+        let retry = RetryPolicy {
+            retries: retries.unwrap_or(defaults.retry.retries),
+            backoff_base: non_negative_seconds("backoff", backoff, defaults.retry.backoff_base)?,
+            ..defaults.retry.clone()
         };
-        let backoff_base = seconds("backoff", backoff, defaults.backoff_base)?;
-        let outage_budget = seconds("outage_budget", outage_budget, defaults.outage_budget)?;
+        let outage_budget = non_negative_seconds("outage_budget", outage_budget, defaults.outage_budget)?;
         let chunk_size = chunk_size.unwrap_or(defaults.chunk_size);
         let connections = connections.unwrap_or(defaults.connections);
         let options = DownloadOptions {
@@ -146,10 +161,8 @@ impl PyHttpClient {
             // Enough budget for every connection to hold a chunk, unless the caller bounds it tighter.
             max_in_flight_bytes: max_in_flight_bytes
                 .unwrap_or_else(|| defaults.max_in_flight_bytes.max(chunk_size * connections as u64)),
-            retries: retries.unwrap_or(defaults.retries),
-            backoff_base,
+            retry,
             outage_budget,
-            ..defaults
         };
         download_jobs(py, self.inner.clone(), &jobs, &directory, options, progress)
     }
@@ -159,8 +172,25 @@ impl PyHttpClient {
     }
 }
 
+/// A number of seconds given from Python, or the default when none was.
+fn non_negative_seconds(name: &str, value: Option<f64>, default: Duration) -> PyResult<Duration> {
+    match value {
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Duration::from_secs_f64(seconds)),
+        Some(_) => {
+            Err(pyo3::exceptions::PyValueError::new_err(format!("{name} must be a non-negative number of seconds")))
+        }
+        None => Ok(default),
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHttpClient>()?;
     m.add_class::<PyHttpResponse>()?;
+    // The one set of defaults: options.py, the CLI and the constructors above take them from here.
+    m.add("DEFAULT_RETRIES", DEFAULT_RETRIES)?;
+    m.add("DEFAULT_CONNECTIONS", DEFAULT_CONNECTIONS)?;
+    m.add("DEFAULT_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT.as_secs_f64())?;
+    m.add("DEFAULT_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT.as_secs_f64())?;
+    m.add("RETRYABLE_STATUSES", pyo3::types::PyFrozenSet::new(m.py(), RETRYABLE_STATUSES)?)?;
     Ok(())
 }

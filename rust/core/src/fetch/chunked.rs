@@ -180,7 +180,7 @@ async fn fetch_chunk(
         };
         let Some(message) = failure else { break };
         attempts += 1;
-        if attempts > context.options.retries {
+        if attempts > context.options.retry.retries {
             return Err(FileError::Failed(message));
         }
         context.unless_stopped(tokio::time::sleep(context.backoff(attempts, None))).await?;

@@ -15,7 +15,7 @@ use super::job::{DownloadJob, FileOutcome, JobTarget};
 use super::journal::{load_journal, start_journal};
 use super::schedule::{Context, FileError, Paths};
 use super::transfer::{StreamFailure, header_u64, parse_content_range, stream_body, validator_of};
-use crate::error::{Error, IoResultExt};
+use crate::error::{Error, HttpErrorKind, IoResultExt};
 use crate::hash::{Digests, MultiHasher};
 use crate::http::{StreamingResponse, retry_after};
 use crate::placement::Verified;
@@ -207,7 +207,7 @@ async fn whole_body(
         {
             let message = format!("the server announces {announced} bytes where {size} were expected");
             attempts += 1;
-            if attempts > context.options.retries {
+            if attempts > context.options.retry.retries {
                 return Err(FileError::Failed(message));
             }
             context.unless_stopped(tokio::time::sleep(context.backoff(attempts, None))).await?;
@@ -240,7 +240,7 @@ async fn whole_body(
         };
         let Some(message) = failure else { unreachable!("success returns above") };
         attempts += 1;
-        if attempts > context.options.retries {
+        if attempts > context.options.retry.retries {
             return Err(FileError::Failed(message));
         }
         context.unless_stopped(tokio::time::sleep(context.backoff(attempts, None))).await?;
@@ -258,6 +258,7 @@ pub(super) async fn verify_and_place(
         && let Err(Error::DigestMismatch { algorithm, expected, actual, .. }) =
             job.expected.check(&job.label(), digests)
     {
+        let actual = actual.as_deref().unwrap_or("other bytes");
         return Err(FileError::Restart(format!("{algorithm} digest mismatch: expected {expected}, got {actual}")));
     }
     let indexed = match &job.target {
@@ -310,16 +311,13 @@ pub(super) async fn request(
                 if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
                     return Ok(RequestSlot { response, _connection: connection, _budget: budget });
                 }
-                let retryable = status.is_server_error()
-                    || status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT;
                 let message = format!("HTTP {status}");
-                if !retryable {
+                if !context.options.retry.retries_status(status.as_u16()) {
                     return Err(FileError::Failed(message));
                 }
                 (message, retry_after(response.headers()))
             }
-            Err(error @ Error::Unreachable { .. }) => {
+            Err(error @ Error::Http { kind: HttpErrorKind::Unreachable, .. }) => {
                 // Not this file's failure: the origin's circuit decides when to try again and when to give up.
                 drop(connection);
                 drop(budget);
@@ -328,8 +326,8 @@ pub(super) async fn request(
                 }
                 continue;
             }
-            Err(Error::Http { message, .. }) => (message, None),
-            Err(other @ (Error::Tls { .. } | Error::ProxyAuthentication(_) | Error::InvalidInput(_))) => {
+            Err(Error::Http { kind, message, .. }) if kind.is_transient() => (message, None),
+            Err(other @ (Error::Http { .. } | Error::InvalidInput(_))) => {
                 return Err(FileError::Failed(other.to_string()));
             }
             Err(other) => return Err(context.fatal(other)),
@@ -337,8 +335,9 @@ pub(super) async fn request(
         drop(connection);
         drop(budget);
         *attempts += 1;
-        if *attempts > context.options.retries {
-            return Err(FileError::Failed(format!("{message} (after {} retries)", context.options.retries)));
+        let retries = context.options.retry.retries;
+        if *attempts > retries {
+            return Err(FileError::Failed(format!("{message} (after {retries} retries)")));
         }
         context.unless_stopped(tokio::time::sleep(context.backoff(*attempts, retry_after))).await?;
     }

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::hash::{Algorithm, AlgorithmSet, Digests};
-use crate::http::{parse_url, redacted};
+use crate::http::{DEFAULT_CONNECTIONS, RetryPolicy, parse_url, redacted};
 use crate::store::{ContentName, PARTIAL_DIR};
 
-/// Connections at once (over all files). Measured with `python -m benches W2a W2b` (benches/w2_download.py).
-pub const DEFAULT_CONNECTIONS: usize = 16;
 /// Range chunk size; files up to this size are fetched in one request. Measured with benches/w2_download.py.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// Bytes requested but not yet written, over all connections.
 pub(crate) const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 512 << 20;
-pub(crate) const DEFAULT_RETRIES: u32 = 5;
 /// How long an origin may stay unreachable before its files end as "unreachable" (a restarted server is back well
 /// within it; one that is gone costs this long once, not retries for every file).
 pub(crate) const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(30);
@@ -57,7 +54,7 @@ impl ExpectedDigests {
                     name: label.to_owned(),
                     algorithm: algorithm.name(),
                     expected: hex::encode(expected),
-                    actual: hex::encode(got),
+                    actual: Some(hex::encode(got)),
                 });
             }
         }
@@ -150,11 +147,9 @@ pub struct DownloadOptions {
     pub connections: usize,
     pub chunk_size: u64,
     pub max_in_flight_bytes: u64,
-    /// Retries of one request or chunk after a transient failure (connect error, reset, stall, 5xx, 429).
-    pub retries: u32,
-    /// The first retry waits about this long (with jitter), doubling up to `backoff_max`.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
+    /// How one request or chunk is retried after a transient failure (connect error, reset, stall, 429, 5xx): the
+    /// client's one policy. Connection failures never count against it (`outage_budget` decides).
+    pub retry: RetryPolicy,
     /// How long an origin that no connection reaches is waited for (probed with growing pauses) before every file
     /// still to come from it ends as unreachable. Connection failures never count against a file's retries.
     pub outage_budget: Duration,
@@ -166,9 +161,7 @@ impl Default for DownloadOptions {
             connections: DEFAULT_CONNECTIONS,
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
-            retries: DEFAULT_RETRIES,
-            backoff_base: Duration::from_millis(250),
-            backoff_max: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
             outage_budget: DEFAULT_OUTAGE_BUDGET,
         }
     }

@@ -29,9 +29,9 @@ mod journal;
 mod schedule;
 mod transfer;
 
+pub use crate::http::DEFAULT_CONNECTIONS;
 pub use job::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTIONS, DownloadJob, DownloadOptions, DownloadReport, ExpectedDigests,
-    FileOutcome, JobTarget,
+    DEFAULT_CHUNK_SIZE, DownloadJob, DownloadOptions, DownloadReport, ExpectedDigests, FileOutcome, JobTarget,
 };
 pub use schedule::download;
 

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -17,7 +16,7 @@ use super::circuit::{Circuit, origin_key};
 use super::file::download_file;
 use super::job::{DownloadJob, DownloadOptions, DownloadReport, FileOutcome, JobTarget};
 use crate::error::{Error, IoResultExt, Result};
-use crate::http::{HttpClient, RETRY_AFTER_MAX, runtime};
+use crate::http::{HttpClient, runtime};
 use crate::placement::Placer;
 use crate::progress::Progress;
 use crate::store::{ContentStore, PARTIAL_DIR};
@@ -221,13 +220,7 @@ impl Context {
     }
 
     pub(super) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(wait) = retry_after {
-            return wait.min(RETRY_AFTER_MAX);
-        }
-        let exponential = self.options.backoff_base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-        let capped = exponential.min(self.options.backoff_max);
-        // Full jitter in the upper half: retries of many connections do not hit the server in step.
-        capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+        self.options.retry.backoff(attempt, retry_after)
     }
 
     /// The circuit of a URL's origin, shared by every file from it.

@@ -39,8 +39,24 @@ pub(crate) enum ConnectionError {
     Connect(String),
     /// The TLS handshake failed (an untrusted or mismatched certificate, a protocol error).
     Tls(String),
+    /// Silent longer than the read timeout (or the handshake than the connect timeout).
     TimedOut,
-    Transfer(String),
+    /// The connection was reset or closed before the answer was complete.
+    Reset(String),
+    /// The answer is not HTTP that can be read (a malformed head or chunked body).
+    Malformed(String),
+}
+
+impl ConnectionError {
+    /// A hyper error met while sending or reading: a parse error is a malformed answer, anything else a connection
+    /// that failed under it.
+    fn of(error: &hyper::Error) -> Self {
+        if error.is_parse() || error.is_parse_status() {
+            ConnectionError::Malformed(chain(error))
+        } else {
+            ConnectionError::Reset(chain(error))
+        }
+    }
 }
 
 /// One HTTP/1.1 connection: the handle that sends requests and the state machine that must be polled for them to
@@ -157,7 +173,7 @@ impl Connection {
         match tokio::time::timeout(timeout, waiting).await {
             Err(_) => Err(SendError { error: ConnectionError::TimedOut, before_answer: false }),
             Ok(None) => Err(SendError {
-                error: ConnectionError::Transfer("the server closed the connection before answering".into()),
+                error: ConnectionError::Reset("the server closed the connection before answering".into()),
                 before_answer: true,
             }),
             Ok(Some(Ok(response))) => Ok(response),
@@ -165,7 +181,7 @@ impl Connection {
                 // Nothing was answered: the server had closed this (idle) connection before or while the request
                 // went out. A GET is safe to send again on a new connection.
                 let before_answer = error.is_canceled() || error.is_incomplete_message();
-                Err(SendError { error: ConnectionError::Transfer(chain(&error)), before_answer })
+                Err(SendError { error: ConnectionError::of(&error), before_answer })
             }
         }
     }
@@ -181,10 +197,10 @@ impl Connection {
             match tokio::time::timeout(timeout, frame).await {
                 Err(_) => return Err(ConnectionError::TimedOut),
                 Ok(None) => {
-                    return Err(ConnectionError::Transfer("the connection closed before the body ended".into()));
+                    return Err(ConnectionError::Reset("the connection closed before the body ended".into()));
                 }
                 Ok(Some(None)) => return Ok(None),
-                Ok(Some(Some(Err(error)))) => return Err(ConnectionError::Transfer(chain(&error))),
+                Ok(Some(Some(Err(error)))) => return Err(ConnectionError::of(&error)),
                 Ok(Some(Some(Ok(frame)))) => {
                     // Trailers carry nothing the engine uses.
                     if let Ok(data) = frame.into_data() {

@@ -6,7 +6,7 @@ use reqwest::header::{HeaderMap, HeaderName};
 
 use super::HttpClient;
 use super::connection::ConnectionError;
-use crate::error::{Error, Result, message_chain};
+use crate::error::{Error, HttpErrorKind, Result, message_chain};
 
 impl HttpClient {
     /// Whether requests carry the proxy's Basic credentials.
@@ -36,47 +36,81 @@ impl HttpClient {
         } else {
             format!("the proxy {proxy} asks for authentication upmirror does not support ({offered}); only Basic is")
         };
-        Error::ProxyAuthentication(message)
+        Error::http(HttpErrorKind::ProxyRefused, proxy.to_owned(), message)
     }
 
-    /// Classifies a reqwest error: a TLS failure, a proxy refusing a tunnel, or a transfer error (retryable).
+    /// Classifies a reqwest error by its kind: TLS, a proxy refusing a tunnel, no connection at all, a connect that
+    /// failed otherwise, a stall, a malformed answer, or a connection reset or closed early.
     pub(crate) fn transport_error(&self, url: &url::Url, error: &reqwest::Error) -> Error {
         let message = chain(error);
         if is_tls_error(error) {
-            return Error::Tls { url: redacted(url), message };
+            return Error::http(HttpErrorKind::Tls, redacted(url), message);
         }
-        if self.proxy_address.is_some() && message.contains("407") {
+        if self.proxy_address.is_some() && error.is_connect() && holds_proxy_refusal(error) {
             // A proxy refusing a CONNECT tunnel (https through the proxy): its headers are not visible here.
             return self.proxy_refusal(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &[]);
         }
         if cannot_connect(error) {
             // Through a proxy, the connection that failed is the one to the proxy.
             let target = self.proxy_address.as_ref().map_or_else(|| origin_of(url), |proxy| format!("proxy {proxy}"));
-            return Error::Unreachable { target, message: format!("cannot connect: {message}") };
+            return Error::http(HttpErrorKind::Unreachable, target, format!("cannot connect: {message}"));
         }
-        let kind = if error.is_timeout() {
-            "timed out"
+        let (kind, what) = if error.is_timeout() {
+            (HttpErrorKind::TimedOut, "timed out")
         } else if error.is_connect() {
-            "cannot connect"
+            (HttpErrorKind::Connect, "cannot connect")
+        } else if (error.is_body() || error.is_decode()) && !holds_reset(error) {
+            (HttpErrorKind::Body, "transfer failed")
         } else {
-            "transfer failed"
+            (HttpErrorKind::Reset, "transfer failed")
         };
-        Error::Http { url: redacted(url), message: format!("{kind}: {message}") }
+        Error::http(kind, redacted(url), format!("{what}: {message}"))
     }
 }
 
 /// A lean connection's failure, worded like reqwest's (`HttpClient::transport_error`).
 pub(super) fn connection_error(url: &url::Url, error: ConnectionError) -> Error {
-    let message = match error {
+    let (kind, message) = match error {
         ConnectionError::Unreachable(message) => {
-            return Error::Unreachable { target: origin_of(url), message: format!("cannot connect: {message}") };
+            return Error::http(HttpErrorKind::Unreachable, origin_of(url), format!("cannot connect: {message}"));
         }
-        ConnectionError::Connect(message) => format!("cannot connect: {message}"),
-        ConnectionError::TimedOut => "timed out".to_owned(),
-        ConnectionError::Tls(message) => return Error::Tls { url: redacted(url), message },
-        ConnectionError::Transfer(message) => format!("transfer failed: {message}"),
+        ConnectionError::Connect(message) => (HttpErrorKind::Connect, format!("cannot connect: {message}")),
+        ConnectionError::TimedOut => (HttpErrorKind::TimedOut, "timed out".to_owned()),
+        ConnectionError::Tls(message) => (HttpErrorKind::Tls, message),
+        ConnectionError::Reset(message) => (HttpErrorKind::Reset, format!("transfer failed: {message}")),
+        ConnectionError::Malformed(message) => (HttpErrorKind::Body, format!("transfer failed: {message}")),
     };
-    Error::Http { url: redacted(url), message }
+    Error::http(kind, redacted(url), message)
+}
+
+/// Whether a proxy's refusal to open a tunnel (407 to CONNECT) is among an error's causes. hyper-util reports it as
+/// `TunnelError::ProxyAuthRequired`, a type it does not export, so its fixed message is what identifies it.
+fn holds_proxy_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.to_string() == "tunnel error: proxy authorization required" {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Whether an error (or one of its sources) is a connection reset, aborted or ended early.
+pub(crate) fn holds_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof))
+            || cause.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 pub(crate) fn parse_url(url: &str) -> Result<url::Url> {

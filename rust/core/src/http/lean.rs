@@ -114,10 +114,7 @@ impl DirectSettings {
                 if reused {
                     continue;
                 }
-                return Err(connection_error(
-                    url,
-                    ConnectionError::Transfer("the server closed the connection".into()),
-                ));
+                return Err(connection_error(url, ConnectionError::Reset("the server closed the connection".into())));
             }
             let mut request = hyper::Request::get(&url[url::Position::BeforePath..url::Position::AfterQuery])
                 .body(Empty::new())

@@ -11,10 +11,11 @@ mod response;
 mod retry;
 
 pub(crate) use errors::{origin_of, parse_url, redacted};
-pub use options::{HttpOptions, ProxyOptions};
+pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_READ_TIMEOUT, HttpOptions, ProxyOptions};
 pub use response::HttpResponse;
 pub(crate) use response::StreamingResponse;
-pub(crate) use retry::{RETRY_AFTER_MAX, retry_after};
+pub(crate) use retry::retry_after;
+pub use retry::{DEFAULT_RETRIES, RETRYABLE_STATUSES, RetryPolicy};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -178,7 +179,7 @@ impl HttpClient {
 
     /// Sends a request and returns once the headers arrived; the body is read by the caller. Waits for a free
     /// connection slot of the URL's host first. A proxy's refusal (407, or tinyproxy's 401 to wrong credentials)
-    /// becomes `ProxyAuthentication`.
+    /// becomes an error of kind `ProxyRefused`.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -223,14 +224,17 @@ impl HttpClient {
         Ok(StreamingResponse { body: ResponseBody::Pooled(response), url: parsed, _slot: slot })
     }
 
-    /// A whole request for metadata calls; the body is read completely. Blocks on the shared runtime (call it
-    /// without holding the GIL).
+    /// A whole request for metadata calls, the body read completely, tried again by `retry` (the download engine's
+    /// policy): after a transient failure (`HttpErrorKind::is_transient`) and after an answer whose status it retries,
+    /// waiting its backoff or the Retry-After asked. The last answer is returned whatever its status; TLS failures
+    /// and a proxy's refusal are not retried. Blocks on the shared runtime (call it without holding the GIL).
     pub fn request_blocking(
         &self,
         method: &str,
         url: &str,
         headers: &[(String, String)],
-        body: Option<Vec<u8>>,
+        body: Option<&[u8]>,
+        retry: &RetryPolicy,
     ) -> Result<HttpResponse> {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::InvalidInput(format!("{method:?} is not an HTTP method")))?;
@@ -243,19 +247,46 @@ impl HttpClient {
             header_map.append(name, value);
         }
         runtime().block_on(async {
-            let mut response = self.send(method, url, header_map, body, false).await?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-                .collect();
-            let mut body = Vec::new();
-            while let Some(data) = response.chunk(self).await? {
-                body.extend_from_slice(&data);
+            let mut attempt = 0;
+            loop {
+                let answer =
+                    self.whole_request(method.clone(), url, header_map.clone(), body.map(<[u8]>::to_vec)).await;
+                let wait = match &answer {
+                    Ok((response, _)) if !retry.retries_status(response.status) => return answer.map(|(r, _)| r),
+                    Ok((_, retry_after)) => *retry_after,
+                    Err(Error::Http { kind, .. }) if kind.is_transient() => None,
+                    Err(_) => return answer.map(|(r, _)| r),
+                };
+                if attempt >= retry.retries {
+                    return answer.map(|(r, _)| r);
+                }
+                attempt += 1;
+                tokio::time::sleep(retry.backoff(attempt, wait)).await;
             }
-            Ok(HttpResponse { status, headers, body })
         })
+    }
+
+    /// One request with its whole body, and the wait its Retry-After asks for.
+    async fn whole_request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<(HttpResponse, Option<std::time::Duration>)> {
+        let mut response = self.send(method, url, headers, body, false).await?;
+        let wait = retry_after(response.headers());
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(data) = response.chunk(self).await? {
+            body.extend_from_slice(&data);
+        }
+        Ok((HttpResponse { status, headers, body }, wait))
     }
 }
 #[cfg(test)]

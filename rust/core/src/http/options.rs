@@ -29,6 +29,13 @@ impl fmt::Debug for ProxyOptions {
     }
 }
 
+/// Connections at once per origin (and over all files of a download). Measured with `python -m benches W2a W2b`
+/// (benches/w2_download.py).
+pub const DEFAULT_CONNECTIONS: usize = 16;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest silence while reading an answer; long enough for a server that computes a large metadata answer.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct HttpOptions {
     /// A PEM bundle of CA certificates that replaces the system roots (a private PKI); `None` uses the system roots.
@@ -51,9 +58,9 @@ impl Default for HttpOptions {
             verify_tls: true,
             proxy: None,
             bearer_token: None,
-            connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(30),
-            max_connections_per_host: 16,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connections_per_host: DEFAULT_CONNECTIONS,
             user_agent: concat!("upmirror/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }

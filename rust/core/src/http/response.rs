@@ -14,7 +14,7 @@ use super::HttpClient;
 use super::connection::Connection;
 use super::errors::{connection_error, redacted};
 use super::lean::Origin;
-use crate::error::{Error, Result};
+use crate::error::{Error, HttpErrorKind, Result};
 
 /// A whole response, for metadata calls.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ impl StreamingResponse {
             ResponseBody::Pooled(response) => response.chunk().await.map_err(|e| client.transport_error(&self.url, &e)),
             ResponseBody::Direct { body, connection, origin, read_timeout, failed, .. } => {
                 if *failed {
-                    return Err(Error::Http { url: redacted(&self.url), message: "the transfer failed before".into() });
+                    return Err(Error::http(HttpErrorKind::Reset, redacted(&self.url), "the transfer failed before"));
                 }
                 let Some(open) = connection.as_mut() else { return Ok(None) };
                 match open.next_data(body, *read_timeout).await {
