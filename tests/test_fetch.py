@@ -125,9 +125,6 @@ def test_a_reset_during_the_tls_handshake_is_retried_not_taken_for_a_certificate
         thread.join(timeout=10)
 
 
-@pytest.mark.xfail(
-    reason="the download engine asks the original URL again instead of the Location (found by this test, issue 12)"
-)
 def test_a_redirect_is_followed(tmp_path: Path) -> None:
     data = payload(9000, 9)
     # The path asked for holds other bytes: only following Location to the other path gives the right file.
@@ -137,6 +134,26 @@ def test_a_redirect_is_followed(tmp_path: Path) -> None:
         assert report.placed == 1, [o.reason for o in report.outcomes]
         assert placed_path(tmp_path / "c", data).read_bytes() == data
         assert (server.requests("/r.cab"), server.requests("/moved/r.cab")) == (1, 1)
+
+        # A chunked file: every Range request is redirected, and each lands on the same range of the moved file.
+        big = payload(4 * CHUNK + 5, 91)
+        server.replace("/moved/r.cab", big)
+        server.reset_counters()
+        server.plan("/r.cab", *["redirect:/moved/r.cab"] * 5)
+        job = content_job(server.url + "/r.cab", big)
+        report = quick_client().download([job], tmp_path / "c", chunk_size=CHUNK, retries=0)
+        assert report.placed == 1, [o.reason for o in report.outcomes]
+        assert placed_path(tmp_path / "c", big).read_bytes() == big
+        assert (server.requests("/r.cab"), server.requests("/moved/r.cab")) == (5, 5)
+        assert server.bytes_sent("/moved/r.cab") == len(big)
+
+        # A redirect loop ends after ten redirects, named as such.
+        server.reset_counters()
+        server.plan("/r.cab", *["redirect:/r.cab"] * 20)
+        looping = content_job(server.url + "/r.cab", payload(100, 92))
+        report = quick_client().download([looping], tmp_path / "c", retries=0)
+        assert "more than 10 redirects" in (report.outcomes[0].reason or "")
+        assert server.requests("/r.cab") == 11
 
 
 def test_downloaded_content_is_in_the_index_so_verify_does_not_read_it_again(tmp_path: Path) -> None:

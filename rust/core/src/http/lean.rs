@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use http_body_util::Empty;
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue, LOCATION, USER_AGENT};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
@@ -16,7 +16,26 @@ use super::connection::{Connection, ConnectionError, SendError};
 use super::errors::{connection_error, redacted};
 use super::options::HttpOptions;
 use super::response::ResponseBody;
-use crate::error::{Error, Result};
+use crate::error::{Error, HttpErrorKind, Result};
+
+/// What a lean GET brought: an answer whose body is still to be read, or a redirect to follow.
+pub(super) enum LeanAnswer {
+    Body(ResponseBody),
+    Redirect(url::Url),
+}
+
+/// The Location of an answer that sends a GET elsewhere (301, 302, 303, 307, 308); any other answer, and a redirect
+/// without a readable Location, is an answer of its own.
+fn redirect_location(status: StatusCode, headers: &HeaderMap) -> Option<&str> {
+    let redirects = [
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+    ];
+    redirects.contains(&status).then(|| headers.get(LOCATION)?.to_str().ok()).flatten()
+}
 
 /// What the client keeps per origin: its connection slots (the per-host cap) and its idle lean connections.
 pub(super) struct Origin {
@@ -85,15 +104,16 @@ impl DirectSettings {
     }
 
     /// Sends a GET on a lean connection: an idle one of the origin unless `fresh`, else a new one. A reused
-    /// connection the server had closed meanwhile is replaced without counting as a failure. `None` for a redirect,
-    /// which reqwest follows instead.
+    /// connection the server had closed meanwhile is replaced without counting as a failure. A redirect comes back as
+    /// the URL its Location names, for the caller to follow; the bearer token goes only with `authorize`.
     pub(super) async fn send(
         &self,
         url: &url::Url,
         origin: &Arc<Origin>,
         extra: &HeaderMap,
         fresh: bool,
-    ) -> Result<Option<ResponseBody>> {
+        authorize: bool,
+    ) -> Result<LeanAnswer> {
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         loop {
             let pooled = if fresh { None } else { origin.take_idle() };
@@ -124,19 +144,26 @@ impl DirectSettings {
                 .map_err(|_| Error::InvalidInput(format!("{}: the host is not allowed in HTTP", redacted(url))))?;
             headers.insert(HOST, host);
             headers.insert(USER_AGENT, self.user_agent.clone());
-            if let Some(value) = &self.authorization {
+            if let Some(value) = self.authorization.as_ref().filter(|_| authorize) {
                 headers.insert(AUTHORIZATION, value.clone());
             }
             for (name, value) in extra {
                 headers.append(name, value.clone());
             }
             match connection.send(request, self.read_timeout).await {
-                Ok(response) if response.status().is_redirection() && response.status() != StatusCode::NOT_MODIFIED => {
-                    return Ok(None);
-                }
                 Ok(response) => {
+                    if let Some(location) = redirect_location(response.status(), response.headers()) {
+                        // The redirect's own body is not read, so its connection is not kept.
+                        return url.join(location).map(LeanAnswer::Redirect).map_err(|_| {
+                            Error::http(
+                                HttpErrorKind::Redirect,
+                                redacted(url),
+                                "redirected to a Location that is not a URL",
+                            )
+                        });
+                    }
                     let (head, body) = response.into_parts();
-                    return Ok(Some(ResponseBody::Direct {
+                    return Ok(LeanAnswer::Body(ResponseBody::Direct {
                         head,
                         body,
                         connection: Some(connection),

@@ -25,11 +25,14 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, PROXY_A
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HttpErrorKind, Result};
 pub(crate) use crate::runtime::runtime;
 use errors::{chain, challenges};
-use lean::{DirectSettings, Origin};
+use lean::{DirectSettings, LeanAnswer, Origin};
 use response::ResponseBody;
+
+/// How many redirects a request follows, as reqwest's default policy (which the proxied path keeps).
+const MAX_REDIRECTS: usize = 10;
 
 pub struct HttpClient {
     client: reqwest::Client,
@@ -188,18 +191,44 @@ impl HttpClient {
         body: Option<Vec<u8>>,
         fresh_connection: bool,
     ) -> Result<StreamingResponse> {
-        let parsed = parse_url(url)?;
-        let origin = self.origin(&parsed);
-        let slot = origin.slots.clone().acquire_owned().await.expect("host slots are never closed");
-        if let Some(direct) = &self.direct
-            && method == Method::GET
-            && body.is_none()
-            && parsed.username().is_empty()
-            && parsed.password().is_none()
-            && let Some(body) = direct.send(&parsed, &origin, &headers, fresh_connection).await?
-        {
-            return Ok(StreamingResponse { body, url: parsed, _slot: slot });
-        }
+        let mut parsed = parse_url(url)?;
+        let first_origin = origin_of(&parsed);
+        let mut redirects = 0;
+        let slot = loop {
+            let origin = self.origin(&parsed);
+            let slot = origin.slots.clone().acquire_owned().await.expect("host slots are never closed");
+            let Some(direct) = &self.direct else { break slot };
+            if method != Method::GET || body.is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+                break slot;
+            }
+            // As reqwest does: the bearer token is for the origin asked, not for one a redirect names.
+            let authorize = origin_of(&parsed) == first_origin;
+            match direct.send(&parsed, &origin, &headers, fresh_connection, authorize).await? {
+                LeanAnswer::Body(body) => return Ok(StreamingResponse { body, url: parsed, _slot: slot }),
+                LeanAnswer::Redirect(next) => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(Error::http(
+                            HttpErrorKind::Redirect,
+                            redacted(&parsed),
+                            format!("more than {MAX_REDIRECTS} redirects"),
+                        ));
+                    }
+                    if !matches!(next.scheme(), "http" | "https")
+                        || !next.username().is_empty()
+                        || next.password().is_some()
+                    {
+                        return Err(Error::http(
+                            HttpErrorKind::Redirect,
+                            redacted(&parsed),
+                            "redirected to a URL that is not plain http:// or https://",
+                        ));
+                    }
+                    // Other headers (a Range) go along unchanged, so a chunk is the same range of the moved file.
+                    parsed = next;
+                }
+            }
+        };
         let client = if fresh_connection { &self.fresh_client } else { &self.client };
         let mut request = client.request(method, parsed.clone()).headers(headers);
         if let Some(body) = body {
