@@ -4,6 +4,8 @@ matching OSError subclass."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from tests.support.downloads import payload, quick_client
 from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import free_port
+from tests.support.proxy import TinyProxy
 from tests.support.tls import make_pki
-from upmirror import HttpError, TlsError, UpmirrorError, content_relative_path, hash_file
+from upmirror import HttpError, ProxyAuthenticationError, TlsError, UpmirrorError, content_relative_path, hash_file
 from upmirror._native import UnreachableError
 from upmirror.errors import InputError
 
@@ -88,3 +91,40 @@ def test_retries_end_with_the_last_answer_and_retry_after_is_honoured() -> None:
         response = quick_client().request("GET", server.url + "/b.bin", retries=2, backoff=0.01)
         assert response.status == 503
         assert server.requests("/b.bin") == 3
+
+
+def test_a_proxy_refusing_a_tunnel_is_a_proxy_authentication_error(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with (
+        FaultyServer({"/t.cab": payload(10, 5)}, ssl_context=pki.server_context) as server,
+        TinyProxy(user="mirror", password="pa55-w0rd") as proxy,
+    ):
+        # https through a proxy is a CONNECT tunnel; tinyproxy answers it 407 unless given its credentials.
+        anonymous = quick_client(proxy_url=proxy, ca_file=pki.ca_file)
+        with pytest.raises(ProxyAuthenticationError, match="no proxy user and password are set") as raised:
+            anonymous.request("GET", server.url + "/t.cab", retries=3, backoff=0.01)
+        assert raised.value.kind == "proxy_refused"
+        basic_refused = quick_client(
+            proxy_url=proxy, ca_file=pki.ca_file, proxy_user="mirror", proxy_password="pa55-w0rd"
+        )
+        with pytest.raises(ProxyAuthenticationError, match="allow basic authentication") as raised:
+            basic_refused.request("GET", server.url + "/t.cab")
+        assert "pa55-w0rd" not in str(raised.value)
+
+
+def test_an_answer_that_is_not_http_is_an_http_error_of_kind_body() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    with listener, pytest.raises(HttpError) as raised:
+        quick_client().request("GET", f"http://127.0.0.1:{port}/g")
+    thread.join(timeout=10)
+    assert raised.value.kind == "body"

@@ -39,6 +39,27 @@ impl HttpClient {
         Error::http(HttpErrorKind::ProxyRefused, proxy.to_owned(), message)
     }
 
+    /// The error for a proxy that answered 407 to a CONNECT tunnel (https through the proxy). The schemes it offers
+    /// are not visible there, so the message says what the options allow instead.
+    fn tunnel_refusal(&self) -> Error {
+        let proxy = self.proxy_address.as_deref().unwrap_or("the proxy");
+        let message = if !self.proxy_has_credentials {
+            format!("the proxy {proxy} asks for authentication (HTTP 407) but no proxy user and password are set")
+        } else if !self.proxy_basic_allowed {
+            format!(
+                "the proxy {proxy} asks for authentication (HTTP 407); upmirror authenticates to a proxy with Basic \
+                 only, which sends the password in clear text and is not allowed; turn on \"allow basic \
+                 authentication\" to use it"
+            )
+        } else {
+            format!(
+                "the proxy {proxy} refused the credentials (HTTP 407): check proxy.user, proxy.domain and \
+                 proxy.password"
+            )
+        };
+        Error::http(HttpErrorKind::ProxyRefused, proxy.to_owned(), message)
+    }
+
     /// Classifies a reqwest error by its kind: TLS, a proxy refusing a tunnel, no connection at all, a connect that
     /// failed otherwise, a stall, a malformed answer, or a connection reset or closed early.
     pub(crate) fn transport_error(&self, url: &url::Url, error: &reqwest::Error) -> Error {
@@ -47,8 +68,7 @@ impl HttpClient {
             return Error::http(HttpErrorKind::Tls, redacted(url), message);
         }
         if self.proxy_address.is_some() && error.is_connect() && holds_proxy_refusal(error) {
-            // A proxy refusing a CONNECT tunnel (https through the proxy): its headers are not visible here.
-            return self.proxy_refusal(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &[]);
+            return self.tunnel_refusal();
         }
         if cannot_connect(error) {
             // Through a proxy, the connection that failed is the one to the proxy.
