@@ -82,19 +82,7 @@ def test_sync_through_a_proxy_with_basic_authentication(root: Path, tmp_path: Pa
         assert record["files_downloaded"] > 0
 
 
-@pytest.mark.parametrize(
-    "protocol",
-    [
-        "upmirror",
-        pytest.param(
-            "auto",
-            marks=pytest.mark.xfail(
-                reason="source.protocol auto asks /api/v1/server once, without retries, and takes a 503 for a WSUS "
-                "upstream: the sync then runs over the WSUS protocol (found by this test, issue 12)"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("protocol", ["upmirror", "auto"])
 def test_metadata_calls_answered_503_are_retried_and_the_sync_succeeds(
     root: Path, tmp_path: Path, protocol: str
 ) -> None:

@@ -26,15 +26,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
-from typing import IO, Final, Literal, TypeVar
+from typing import IO, Final, TypeVar
 
 import msgspec
 
-from upmirror._native import DownloadJob, HttpClient, HttpError, ProgressSnapshot
+from upmirror._native import DownloadJob, HttpClient, ProgressSnapshot
 from upmirror.errors import InputError, UpmirrorError, one_line
 from upmirror.filters import ProductTree, check_languages, delta_flags
 from upmirror.model import (
-    MSGPACK,
     PRODUCT_KINDS,
     DriversRequest,
     FileRef,
@@ -52,7 +51,7 @@ from upmirror.model import (
 from upmirror.options import MICROSOFT_UPDATE, Options, ServerDirectory
 from upmirror.serversync.client import SOAP_RETRYABLE_STATUS, ServerChangedError, WsusUpstream
 from upmirror.store import Store, storage_failures_as_errors
-from upmirror.upstream import Upstream, UpstreamUnreachableError, build_client
+from upmirror.upstream import Upstream, UpstreamError, UpstreamUnreachableError, build_client
 
 LOCK_FILE: Final = "sync.lock"
 # The process that starts ``upmirror sync`` may take the sync lock first and hand it down: the number of the lock
@@ -408,13 +407,13 @@ UpstreamClient = Upstream | WsusUpstream
 
 
 def connect_upstream(options: Options, client: HttpClient, store: Store) -> UpstreamClient:
-    """The client of the protocol the upstream speaks (``source.protocol``; auto: Microsoft Update speaks WSUS's,
-    and a server that answers upmirror's ``/api/v1/server`` speaks upmirror's)."""
+    """The client of the protocol the upstream speaks (``source.protocol``; auto: Microsoft Update speaks WSUS's, a
+    server that answers upmirror's ``/api/v1/server`` speaks upmirror's, one without that path WSUS's)."""
     protocol = options.source.protocol
-    if protocol == "auto":
-        protocol = detect_protocol(options, client)
-    if protocol == "upmirror":
-        return Upstream(options, client)
+    if protocol != "wsus" and options.source.upstream != MICROSOFT_UPDATE:
+        upstream = Upstream(options, client)
+        if protocol == "upmirror" or speaks_upmirror(upstream):
+            return upstream
     send = functools.partial(Upstream(options, client).send, retry_status=SOAP_RETRYABLE_STATUS)
     wsus = WsusUpstream(options.source.upstream, send, account=f"upmirror-{store.server_id}")
     wsus.stored_categories = store.categories
@@ -422,17 +421,19 @@ def connect_upstream(options: Options, client: HttpClient, store: Store) -> Upst
     return wsus
 
 
-def detect_protocol(options: Options, client: HttpClient) -> Literal["upmirror", "wsus"]:
-    if options.source.upstream == MICROSOFT_UPDATE:
-        return "wsus"
+def speaks_upmirror(upstream: Upstream) -> bool:
+    """Asks the upstream who it is, with the retries of any metadata call (the answer serves the sync too). Only a
+    server without upmirror's API (a 404 or 405 for it, or an answer that is not upmirror's) is taken for WSUS; a
+    failure of any other kind is left for the upmirror client to report."""
     try:
-        answer = client.request("GET", f"{options.source.upstream}/api/v1/server", None, {"accept": MSGPACK})
-    except HttpError:
-        return "upmirror"  # unreachable now: the upmirror client reports it the usual way
-    upmirror = (answer.header("content-type") or "").startswith(MSGPACK) or 'realm="upmirror"' in (
-        answer.header("www-authenticate") or ""
-    )
-    return "upmirror" if upmirror else "wsus"
+        upstream.server_info()
+    except UpstreamUnreachableError:
+        return True
+    except UpstreamError as refused:
+        return refused.status not in (404, 405) and refused.status is not None
+    except UpmirrorError:
+        return True
+    return True
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:

@@ -47,7 +47,12 @@ RETRYABLE_STATUS: Final = RETRYABLE_STATUSES
 
 
 class UpstreamError(UpmirrorError):
-    """The upstream server refused a request or answered something upmirror cannot use."""
+    """The upstream server refused a request or answered something upmirror cannot use; ``status`` is the HTTP
+    status of a refusal (None for an answer that could not be used)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UpstreamUnreachableError(UpstreamError):
@@ -80,6 +85,7 @@ class Upstream:
         self.base = options.source.upstream
         self.client = client or build_client(options)
         self.retries = options.transfer.retries
+        self.info: ServerInfo | None = None  # asked once per sync (protocol detection asks it first)
 
     def _call(self, method: str, path: str, kind: type[T], body: object | None = None) -> T:
         url = f"{self.base}{path}"
@@ -90,7 +96,7 @@ class Upstream:
             message = one_line(response.body[:500].decode("utf-8", "replace").strip()) or f"HTTP {response.status}"
             if response.status == 401:
                 message += " (set source.token to a token issued by the upstream: `upmirror tokens add NAME` there)"
-            raise UpstreamError(f"{method} {url} answered {response.status}: {message}")
+            raise UpstreamError(f"{method} {url} answered {response.status}: {message}", response.status)
         try:
             return decode_msgpack(response.body, kind)
         except UpmirrorError as error:
@@ -117,7 +123,9 @@ class Upstream:
             raise UpstreamUnreachableError(reason) from None
 
     def server_info(self) -> ServerInfo:
-        info = self._call("GET", "/api/v1/server", ServerInfo)
+        if self.info is not None:
+            return self.info
+        info = self.info = self._call("GET", "/api/v1/server", ServerInfo)
         if info.protocol_version != PROTOCOL_VERSION:
             raise UpstreamError(
                 f"upstream {self.base} speaks protocol version {info.protocol_version}; this server speaks "
