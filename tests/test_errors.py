@@ -4,6 +4,7 @@ matching OSError subclass."""
 
 from __future__ import annotations
 
+import _thread
 import socket
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import free_port
 from tests.support.proxy import TinyProxy
 from tests.support.tls import make_pki
+from tests.support.waiting import wait_for
 from upmirror import HttpError, ProxyAuthenticationError, TlsError, UpmirrorError, content_relative_path, hash_file
 from upmirror._native import UnreachableError
 from upmirror.errors import InputError
@@ -128,3 +130,19 @@ def test_an_answer_that_is_not_http_is_an_http_error_of_kind_body() -> None:
         quick_client().request("GET", f"http://127.0.0.1:{port}/g")
     thread.join(timeout=10)
     assert raised.value.kind == "body"
+
+
+def test_ctrl_c_ends_a_request_waiting_for_its_retry() -> None:
+    with FaultyServer({"/w.bin": b"x"}) as server:
+        server.plan("/w.bin", "status:503:3600")  # Retry-After: an hour (held to the policy's cap)
+
+        def interrupt_once_answered() -> None:
+            wait_for(lambda: server.requests("/w.bin") == 1, 10, "the first attempt")
+            _thread.interrupt_main()  # what Ctrl-C does
+
+        thread = threading.Thread(target=interrupt_once_answered, daemon=True)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            quick_client().request("GET", server.url + "/w.bin", retries=1)
+        thread.join(timeout=10)
+        assert server.requests("/w.bin") == 1

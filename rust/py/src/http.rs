@@ -13,11 +13,12 @@ use pyo3::types::PyBytes;
 use upmirror_core::fetch::DownloadOptions;
 use upmirror_core::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpClient, HttpOptions,
-    ProxyOptions, RETRYABLE_STATUSES, RetryPolicy,
+    Progress, ProxyOptions, RETRYABLE_STATUSES, RetryPolicy,
 };
 
 use crate::errors::IntoPyResult;
 use crate::fetch::{PyDownloadJob, PyDownloadReport, download_jobs};
+use crate::progress::run_with_progress;
 
 /// A whole HTTP response: status, headers (in order, names lower-case) and body.
 #[pyclass(name = "HttpResponse", module = "upmirror._native", frozen, get_all)]
@@ -119,8 +120,12 @@ impl PyHttpClient {
             ..defaults
         };
         let client = self.inner.clone();
-        let response =
-            py.detach(move || client.request_blocking(&method, &url, &headers, body.as_deref(), &policy)).into_py()?;
+        // Run like the engines, so that Ctrl-C ends a request waiting for its next attempt.
+        let progress = Progress::new();
+        let response = run_with_progress(py, &progress, None, || {
+            client.request_blocking(&method, &url, &headers, body.as_deref(), &policy, &progress)
+        })?
+        .into_py()?;
         Ok(PyHttpResponse {
             status: response.status,
             headers: response.headers,

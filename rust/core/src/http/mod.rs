@@ -26,6 +26,7 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, HttpErrorKind, Result};
+use crate::progress::Progress;
 pub(crate) use crate::runtime::runtime;
 use errors::{chain, challenges};
 use lean::{DirectSettings, LeanAnswer, Origin};
@@ -256,7 +257,8 @@ impl HttpClient {
     /// A whole request for metadata calls, the body read completely, tried again by `retry` (the download engine's
     /// policy): after a transient failure (`HttpErrorKind::is_transient`) and after an answer whose status it retries,
     /// waiting its backoff or the Retry-After asked. The last answer is returned whatever its status; TLS failures
-    /// and a proxy's refusal are not retried. Blocks on the shared runtime (call it without holding the GIL).
+    /// and a proxy's refusal are not retried. Blocks on the shared runtime (call it without holding the GIL); ends
+    /// with `Cancelled` soon after `progress` is cancelled, waiting or not (Ctrl-C during a long Retry-After).
     pub fn request_blocking(
         &self,
         method: &str,
@@ -264,6 +266,7 @@ impl HttpClient {
         headers: &[(String, String)],
         body: Option<&[u8]>,
         retry: &RetryPolicy,
+        progress: &Progress,
     ) -> Result<HttpResponse> {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::InvalidInput(format!("{method:?} is not an HTTP method")))?;
@@ -275,7 +278,7 @@ impl HttpClient {
                 .map_err(|_| Error::InvalidInput(format!("the value of header {name} is not allowed in HTTP")))?;
             header_map.append(name, value);
         }
-        runtime().block_on(async {
+        let attempts = async {
             let mut attempt = 0;
             loop {
                 let answer =
@@ -291,6 +294,12 @@ impl HttpClient {
                 }
                 attempt += 1;
                 tokio::time::sleep(retry.backoff(attempt, wait)).await;
+            }
+        };
+        runtime().block_on(async {
+            tokio::select! {
+                answer = attempts => answer,
+                () = cancelled(progress) => Err(Error::Cancelled),
             }
         })
     }
@@ -318,6 +327,14 @@ impl HttpClient {
         Ok((HttpResponse { status, headers, body }, wait))
     }
 }
+/// Returns once `progress` is cancelled; it has no waker, so it is polled, at a pace a person pressing Ctrl-C does
+/// not notice.
+async fn cancelled(progress: &Progress) {
+    while !progress.is_cancelled() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::errors::redact_str;
