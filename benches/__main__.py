@@ -19,6 +19,8 @@ WORKLOADS = {
     "W7": "benches.w7_dedup",
     "W8": "benches.w8_serve",
     "W9a": "benches.w9_decode",
+    "W9b": "benches.w9_wsus_sync",
+    "W10": "benches.w10_wsus_serve",
     "P1": "benches.protocol",
 }
 
