@@ -4,9 +4,9 @@
 //!
 //! A cabinet of one folder, nothing reserved and no neighbours in a set (every update blob, every package upmirror
 //! writes) is read here: its frames are inflated in place, MSZIP by miniz_oxide into one output buffer (a frame's
-//! back-references into the frame before are plain offsets into it), LZX by one decoder per thread that a reset
-//! readies for the next blob without a new 2 MiB window. Anything else goes through the `cab` crate (LZX by
-//! `lzxd`, MSZIP, stored folders), which is what read them all before: about 4x slower per small blob.
+//! back-references into the frame before are plain offsets into it), LZX by the `lzxd` crate, one decoder of the
+//! folder's declared window per folder. Anything else goes through the `cab` crate (LZX by `lzxd`, MSZIP, stored
+//! folders), which is what read them all before: slower per small blob.
 
 use std::cell::RefCell;
 use std::io::{self, Cursor, Read};
@@ -18,8 +18,8 @@ use flate2::write::DeflateEncoder;
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
-use super::lzxd::{Lzxd, WindowSize};
 use crate::error::{Error, Result};
+use lzxd::{Lzxd, WindowSize};
 
 /// One file of a cabinet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,14 +88,11 @@ enum Method {
 }
 
 thread_local! {
-    /// One LZX decoder per thread, reset for every cabinet (its window is 2 MiB for update blobs).
-    static LZX: RefCell<Option<Lzxd>> = const { RefCell::new(None) };
     /// One inflater per thread (about 11 KB of tables).
     static INFLATE: RefCell<Option<Box<DecompressorOxide>>> = const { RefCell::new(None) };
 }
 
 fn forget_decoders() {
-    let _ = LZX.try_with(|cell| cell.try_borrow_mut().map(|mut decoder| *decoder = None));
     let _ = INFLATE.try_with(|cell| cell.try_borrow_mut().map(|mut decoder| *decoder = None));
 }
 
@@ -208,12 +205,9 @@ fn unpack_folder(
     let mut out: Vec<u8> = Vec::with_capacity(end);
     let failed = |out: &Vec<u8>, message: String| FolderError { produced: out.len(), message };
     let mut lzx = match method {
-        Method::Lzx(window) => {
-            let kept = LZX.with(|cell| cell.borrow_mut().take()).filter(|decoder| decoder.window_size() == *window);
-            let mut decoder = kept.unwrap_or_else(|| Lzxd::new(*window));
-            decoder.reset();
-            Some(decoder)
-        }
+        // A decoder per folder, of the window the folder declares (the lzxd crate's reset allocates a new window
+        // anyway, so keeping one would not save its zeroing).
+        Method::Lzx(window) => Some(Lzxd::new(*window)),
         _ => None,
     };
     let mut inflate = match method {
@@ -264,9 +258,6 @@ fn unpack_folder(
             result = Err(failed(&out, message));
             break;
         }
-    }
-    if let Some(decoder) = lzx {
-        LZX.with(|cell| *cell.borrow_mut() = Some(decoder));
     }
     if let Some(decoder) = inflate {
         INFLATE.with(|cell| *cell.borrow_mut() = Some(decoder));
@@ -610,8 +601,8 @@ mod tests {
     }
 
     #[test]
-    fn one_thread_reads_many_lzx_cabinets_with_one_decoder() {
-        // The decoder is reset between cabinets: a shorter one after a longer one, and one after a failure.
+    fn one_thread_reads_many_lzx_cabinets_one_after_another() {
+        // Each cabinet is read on its own: a shorter one after a longer one, and one after a failure.
         let long = super::super::lzx_stored::lzx_stored_cabinet(&[("blob", &sample(90_000, 4))]);
         let short = super::super::lzx_stored::lzx_stored_cabinet(&[("blob", &sample(5_000, 5))]);
         let mut broken = long.clone();

@@ -5,7 +5,6 @@
 pub mod cabinet;
 #[cfg(test)]
 mod lzx_stored;
-mod lzxd;
 pub mod text;
 pub mod update_xml;
 
