@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
-from typing import IO, Final, TypeVar
+from typing import IO, TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 
@@ -49,9 +49,11 @@ from upmirror.model import (
     Update,
 )
 from upmirror.options import MICROSOFT_UPDATE, Options, ServerDirectory
-from upmirror.serversync.client import SOAP_RETRYABLE_STATUS, ServerChangedError, WsusUpstream
 from upmirror.store import Store, storage_failures_as_errors
-from upmirror.upstream import Upstream, UpstreamError, UpstreamUnreachableError, build_client
+from upmirror.upstream import ServerChangedError, Upstream, UpstreamError, UpstreamUnreachableError, build_client
+
+if TYPE_CHECKING:
+    from upmirror.serversync.client import WsusUpstream
 
 LOCK_FILE: Final = "sync.lock"
 # The process that starts ``upmirror sync`` may take the sync lock first and hand it down: the number of the lock
@@ -393,20 +395,22 @@ class Synchronizer:
     def ask_for_missing_files(self, sha1s: list[str]) -> None:
         """A WSUS upstream answers 404 for files it has not downloaded yet: DownloadFiles asks it to, and the next
         synchronization fetches them (they stay failed in this one)."""
-        if not sha1s or not isinstance(self.upstream, WsusUpstream):
+        if not sha1s:
             return
         try:
-            self.upstream.download_files(sha1s)
+            asked = self.upstream.download_files(sha1s)
         except UpmirrorError as error:
             self.on_event(f"content: could not ask the upstream to download {len(sha1s)} missing files: {error}")
             return
-        self.on_event(f"content: asked the upstream to download {len(sha1s)} files it lacks; the next sync takes them")
+        if asked:
+            self.on_event(
+                f"content: asked the upstream to download {len(sha1s)} files it lacks; the next sync takes them"
+            )
 
 
-UpstreamClient = Upstream | WsusUpstream
 
 
-def connect_upstream(options: Options, client: HttpClient, store: Store) -> UpstreamClient:
+def connect_upstream(options: Options, client: HttpClient, store: Store) -> Upstream | WsusUpstream:
     """The client of the protocol the upstream speaks (``source.protocol``; auto: Microsoft Update speaks WSUS's, a
     server that answers upmirror's ``/api/v1/server`` speaks upmirror's, one without that path WSUS's)."""
     protocol = options.source.protocol
@@ -414,6 +418,9 @@ def connect_upstream(options: Options, client: HttpClient, store: Store) -> Upst
         upstream = Upstream(options, client)
         if protocol == "upmirror" or speaks_upmirror(upstream):
             return upstream
+    # The WSUS protocol's modules (XML, cabinets) load only for a WSUS upstream: an upmirror sync starts without them.
+    from upmirror.serversync.client import SOAP_RETRYABLE_STATUS, WsusUpstream  # noqa: PLC0415
+
     send = functools.partial(Upstream(options, client).send, retry_status=SOAP_RETRYABLE_STATUS)
     wsus = WsusUpstream(options.source.upstream, send, account=f"upmirror-{store.server_id}")
     wsus.stored_categories = store.categories

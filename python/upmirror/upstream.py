@@ -55,6 +55,11 @@ class UpstreamError(UpmirrorError):
         self.status = status
 
 
+class ServerChangedError(UpstreamError):
+    """The upstream says it is another server now (MS-WSUSSS ServerChanged): every anchor must be reset and the sync
+    made in full."""
+
+
 class UpstreamUnreachableError(UpstreamError):
     """The upstream could not be reached (after retries): WSUS tries again later rather than failing for good."""
 
@@ -121,6 +126,11 @@ class Upstream:
             # An UnreachableError names what could not be reached: the upstream, or the proxy.
             reason = str(error) if isinstance(error, UnreachableError) else f"upstream {self.base} unreachable: {error}"
             raise UpstreamUnreachableError(reason) from None
+
+    def download_files(self, sha1s: Sequence[str]) -> bool:
+        """An upmirror upstream has no call to ask for files it lacks (a WSUS upstream has: DownloadFiles): False."""
+        del sha1s
+        return False
 
     def server_info(self) -> ServerInfo:
         if self.info is not None:

@@ -58,6 +58,7 @@ from upmirror.serversync.soap import (
     raise_if_fault,
     read_envelope,
 )
+from upmirror.upstream import ServerChangedError
 
 MICROSOFT_UPDATE: Final = "https://sws.update.microsoft.com"
 SERVER_SYNC_PATH: Final = "/ServerSyncWebService/ServerSyncWebService.asmx"
@@ -72,10 +73,6 @@ SOAP_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 MAX_ANSWER: Final = 64 << 20
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
-
-
-class ServerChangedError(UpmirrorError):
-    """The upstream says it is another server now: every anchor must be reset and the sync made in full."""
 
 
 def upstream_url(configured: str) -> str:
@@ -363,7 +360,7 @@ class WsusUpstream:
         downstream servers fetch when the upstream sends no address of its own)."""
         return file.url or f"{self.base}/Content/{content_relative_path(file.sha1, file.extension)}"
 
-    def download_files(self, sha1s: Sequence[str]) -> None:
+    def download_files(self, sha1s: Sequence[str]) -> bool:
         """Asks a WSUS upstream to download files it has not yet (after a 404 on /Content); the next sync fetches
         them."""
         for batch in chunks(list(sha1s), 100):
@@ -375,6 +372,7 @@ class WsusUpstream:
                     "</fileDigestList>",
                 ],
             )
+        return True
 
     # ---- update data ----
 
