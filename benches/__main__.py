@@ -21,6 +21,7 @@ WORKLOADS = {
     "W9a": "benches.w9_decode",
     "W9b": "benches.w9_wsus_sync",
     "W10": "benches.w10_wsus_serve",
+    "W12": "benches.w12_startup",
     "P1": "benches.protocol",
 }
 
