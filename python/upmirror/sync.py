@@ -408,8 +408,6 @@ class Synchronizer:
             )
 
 
-
-
 def connect_upstream(options: Options, client: HttpClient, store: Store) -> Upstream | WsusUpstream:
     """The client of the protocol the upstream speaks (``source.protocol``; auto: Microsoft Update speaks WSUS's, a
     server that answers upmirror's ``/api/v1/server`` speaks upmirror's, one without that path WSUS's)."""
