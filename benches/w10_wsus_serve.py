@@ -33,9 +33,17 @@ from upmirror import wsus
 from upmirror._native import HttpResponse
 from upmirror.model import FilterItem
 from upmirror.serversync import languages
-from upmirror.serversync.client import ServerSyncSession, id_and_delta, identities
-from upmirror.serversync.server import SERVER_SYNC_PATH, update_identity
-from upmirror.serversync.soap import CONTENT_TYPE, SERVER_SYNC, element, envelope, read_envelope
+from upmirror.serversync.client import ServerSyncSession, id_and_delta
+from upmirror.serversync.server import SERVER_SYNC_PATH
+from upmirror.serversync.soap import (
+    CONTENT_TYPE,
+    SERVER_SYNC,
+    element,
+    envelope,
+    read_envelope,
+    read_update_identities,
+    update_identity,
+)
 from upmirror.store import Store
 
 FULL = {"updates": 100_000, "data_updates": 20_000, "clients": 4, "big": 512 << 20, "small_files": 2000, "runs": 5}
@@ -128,7 +136,7 @@ def run(quick: bool) -> Report:
             lister = Connection(server.port)
             listing = post(lister, "GetRevisionIdList", listing_body)
             answer = read_envelope(listing).path("GetRevisionIdListResult", "NewRevisions")
-            revisions = identities(answer)
+            revisions = read_update_identities(answer)
             wanted = revisions[: sizes["data_updates"]]
             batches = [
                 soap_body(

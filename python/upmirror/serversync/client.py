@@ -57,7 +57,10 @@ from upmirror.serversync.soap import (
     envelope,
     raise_if_fault,
     read_envelope,
+    read_update_identities,
+    update_identity,
 )
+from upmirror.sync import batched
 from upmirror.upstream import ServerChangedError
 
 MICROSOFT_UPDATE: Final = "https://sws.update.microsoft.com"
@@ -239,14 +242,14 @@ class WsusUpstream:
                 "</filter>",
             ],
         )
-        refs = identities(result.child("NewRevisions"))
+        refs = read_update_identities(result.child("NewRevisions"))
         # One category may be listed at two revisions: the highest is the current one.
         latest: dict[str, int] = {}
         for update_id, revision in refs:
             latest[update_id] = max(revision, latest.get(update_id, 0))
         found: list[Category] = []
         known = self.known_categories()
-        for batch in chunks(list(latest.items()), self.batch_limit):
+        for batch in batched(list(latest.items()), self.batch_limit):
             for metadata, _ in self.update_data(batch):
                 category = category_record(metadata)
                 if category is not None:
@@ -294,7 +297,7 @@ class WsusUpstream:
                 "</filter>",
             ],
         )
-        refs = [RevisionRef(update_id, revision) for update_id, revision in identities(result.child("NewRevisions"))]
+        refs = new_revisions(result)
         return RevisionsResponse(
             anchor=result.text_of("Anchor"), revisions=refs, expired=self.expired_among(refs, request)
         )
@@ -309,7 +312,7 @@ class WsusUpstream:
             return []
         again = [(ref.update_id, ref.revision) for ref in refs if self.has_revision(ref.update_id, ref.revision)]
         expired = []
-        for batch in chunks(again, self.batch_limit):
+        for batch in batched(again, self.batch_limit):
             expired += [m.update_id for m, _ in self.update_data(batch) if m.publication_state == "Expired"]
         return expired
 
@@ -352,7 +355,7 @@ class WsusUpstream:
                 "</filter>",
             ],
         )
-        refs = [RevisionRef(update_id, revision) for update_id, revision in identities(result.child("NewRevisions"))]
+        refs = new_revisions(result)
         return RevisionsResponse(anchor=result.text_of("Anchor"), revisions=refs, expired=[])
 
     def content_url(self, file: FileRef) -> str:
@@ -363,7 +366,7 @@ class WsusUpstream:
     def download_files(self, sha1s: Sequence[str]) -> bool:
         """Asks a WSUS upstream to download files it has not yet (after a 404 on /Content); the next sync fetches
         them."""
-        for batch in chunks(list(sha1s), 100):
+        for batch in batched(list(sha1s), 100):
             self.session.call(
                 "DownloadFiles",
                 [
@@ -449,27 +452,15 @@ class WsusUpstream:
         )
 
 
-def identities(listed: Element | None) -> list[tuple[str, int]]:
-    return [
-        (item.text_of("UpdateID").lower(), item.int_of("RevisionNumber"))
-        for item in (listed.children("UpdateIdentity") if listed is not None else ())
-    ]
-
-
-def update_identity(update_id: str, revision: int) -> str:
-    return (
-        f"<UpdateIdentity><UpdateID>{update_id}</UpdateID><RevisionNumber>{revision}</RevisionNumber></UpdateIdentity>"
-    )
+def new_revisions(result: Element) -> list[RevisionRef]:
+    """The NewRevisions of a GetRevisionIdList or GetDriverIdList answer."""
+    listed = read_update_identities(result.child("NewRevisions"))
+    return [RevisionRef(update_id, revision) for update_id, revision in listed]
 
 
 def id_and_delta(name: str, items: Sequence[FilterItem]) -> str:
     inner = "".join(f"<IdAndDelta>{element('Id', i.id)}{element('Delta', i.delta)}</IdAndDelta>" for i in items)
     return f"<{name}>{inner}</{name}>"
-
-
-def chunks(items: list[tuple[str, int]] | list[str], size: int) -> Iterable[list]:  # type: ignore[type-arg]
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def parse_time(text: str) -> datetime.datetime:

@@ -9,7 +9,6 @@ records (``catalog generate``, ``publish``) get XML generated from the record by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -21,7 +20,6 @@ from upmirror.serversync.soap import INVALID_PARAMETERS, SoapFault
 if TYPE_CHECKING:
     from upmirror.store import Store
 
-GUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Above this many bytes of XML a WSUS server sends an update compressed (XmlUpdateBlobCompressed): a cabinet holding
 # the XML in UTF-16LE.
 COMPRESS_ABOVE: Final = 5120

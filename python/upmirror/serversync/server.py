@@ -35,6 +35,7 @@ from upmirror.serversync.soap import (
     CONTENT_TYPE,
     DSS_AUTH,
     FILE_DIGESTS_MISSING,
+    GUID,
     INTERNAL_SERVER_ERROR,
     INVALID_AUTHORIZATION_COOKIE,
     INVALID_PARAMETERS,
@@ -49,6 +50,8 @@ from upmirror.serversync.soap import (
     envelope,
     fault_envelope,
     read_envelope,
+    read_update_identities,
+    update_identity,
 )
 
 if TYPE_CHECKING:
@@ -519,23 +522,9 @@ def language_data(locale: int, short: str, long: str) -> str:
     )
 
 
-def update_identity(update_id: str, revision: int, *, tag: str = "UpdateIdentity") -> str:
-    return f"<{tag}><UpdateID>{update_id}</UpdateID><RevisionNumber>{revision}</RevisionNumber></{tag}>"
-
-
 def update_identities(refs: Iterable[tuple[str, int]]) -> Iterator[str]:
     for update_id, revision in refs:
         yield update_identity(update_id, revision)
-
-
-def read_update_identities(listed: Element | None) -> list[tuple[str, int]]:
-    refs = []
-    for item in listed.children("UpdateIdentity") if listed is not None else ():
-        update_id = item.text_of("UpdateID").lower()
-        if not metadata.GUID.fullmatch(update_id):
-            raise SoapFault(INVALID_PARAMETERS, f"UpdateID {update_id[:60]!r} is not a GUID")
-        refs.append((update_id, item.int_of("RevisionNumber")))
-    return refs
 
 
 def children_of(parent: Element, name: str) -> Iterator[Element]:
@@ -547,7 +536,7 @@ def id_and_delta(wanted: Element, name: str) -> list[FilterItem]:
     items = []
     for item in children_of(wanted, name):
         category_id = item.text_of("Id").lower()
-        if not metadata.GUID.fullmatch(category_id):
+        if not GUID.fullmatch(category_id):
             raise SoapFault(INVALID_PARAMETERS, f"{name}: {category_id[:60]!r} is not a GUID")
         items.append(FilterItem(category_id, item.bool_of("Delta")))
     return items

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ SERVER_SYNC: Final = "http://www.microsoft.com/SoftwareDistribution"
 DSS_AUTH: Final = "http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService"
 MONITORABLE: Final = "http://www.microsoft.com/SoftwareDistribution/Server/IMonitorable"
 CONTENT_TYPE: Final = "text/xml; charset=utf-8"
+GUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # The fault codes of MS-WSUSSS 2.2.9.3, and how a downstream reacts to each.
 INVALID_PARAMETERS: Final = "InvalidParameters"
@@ -217,3 +219,21 @@ def fault_envelope(fault: SoapFault) -> bytes:
         f"<faultcode>{side}</faultcode>{element('faultstring', fault.message)}{detail}"
         "</soap:Fault></soap:Body></soap:Envelope>"
     ).encode()
+
+
+# ---- update identities, the protocol's name of one revision of one update ----
+
+
+def update_identity(update_id: str, revision: int, *, tag: str = "UpdateIdentity") -> str:
+    return f"<{tag}><UpdateID>{update_id}</UpdateID><RevisionNumber>{revision}</RevisionNumber></{tag}>"
+
+
+def read_update_identities(listed: Element | None) -> list[tuple[str, int]]:
+    """The (update id, revision) of each UpdateIdentity in ``listed``; an id that is not a GUID is a bad parameter."""
+    refs = []
+    for item in listed.children("UpdateIdentity") if listed is not None else ():
+        update_id = item.text_of("UpdateID").lower()
+        if not GUID.fullmatch(update_id):
+            raise SoapFault(INVALID_PARAMETERS, f"UpdateID {update_id[:60]!r} is not a GUID")
+        refs.append((update_id, item.int_of("RevisionNumber")))
+    return refs
