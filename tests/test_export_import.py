@@ -19,7 +19,7 @@ import pytest
 import zstandard
 
 from tests.catalog_rules import latest_records
-from tests.support.cli import ok, upmirror
+from tests.support.cli import ok, refused, upmirror
 from tests.support.servers import content_of, expected_updates, make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from upmirror import content_relative_path
@@ -46,14 +46,6 @@ def export(root: Path, target: Path, *extra: str) -> dict[str, Any]:
 def import_json(server: Path, package: Path) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(ok("import", package, "--dir", server, "--json"))
     return report
-
-
-def refused(server: Path, package: Path) -> str:
-    done = upmirror("import", package, "--dir", server)
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    assert done.stdout == ""
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    return done.stderr
 
 
 def sealed_package(data: bytes) -> bytes:

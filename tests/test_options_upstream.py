@@ -50,9 +50,14 @@ def test_the_upstream_tree_is_listed_before_the_first_sync(root: tuple[UpmirrorS
     server, token = root
     down = make_downstream(tmp_path / "down", server.url, token)
     products = ok("products", "list", "--dir", down)
-    assert f"[x] Windows  ({wsus.WINDOWS_FAMILY})" in products
-    assert "[+]     Windows 11  (" in products
-    assert "[ ] Office  (" in products
+    assert f"[ ] Microsoft  ({wsus.MICROSOFT_COMPANY})" in products
+    assert f"[x]     Windows  ({wsus.WINDOWS_FAMILY})" in products
+    assert "[+]         Windows 11  (" in products
+    assert "[ ]     Office  (" in products
+    lines = products.splitlines()
+    assert lines.index(next(line for line in lines if "Windows 11  (" in line)) > lines.index(
+        f"[x]     Windows  ({wsus.WINDOWS_FAMILY})"
+    ), "a product comes after its family"
     classifications = ok("classifications", "list", "--dir", down)
     assert f"[x] Security Updates  ({wsus.SECURITY_UPDATES})" in classifications
 

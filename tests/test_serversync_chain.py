@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
+
+import msgspec
+import zstandard
 
 from tests.support.cli import ok
 from tests.support.servers import content_of, make_downstream, make_root, stored, sync
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from tests.support.waiting import wait_for
-from tests.support.wsus import WsusDownstream
+from tests.support.wsus import DETECTOID, PACKAGE_FIXTURES, WsusDownstream, identity_of, write_wsus_shaped_package
 from upmirror import content_relative_path
 
 
@@ -104,3 +108,61 @@ def test_download_files_makes_a_downstream_server_fetch_what_it_lacks(tmp_path: 
             )
             wait_for(path.is_file, 60, "the middle server to fetch the file it was asked for")
     assert hashlib.sha1(path.read_bytes()).hexdigest() == lost.sha1
+
+
+def original_xmls(directory: Path) -> dict[tuple[str, int], tuple[str, str]]:
+    """(id, revision) -> (kind, original XML) of every category, detectoid and update revision that keeps its XML,
+    read from the database with plain SQL, MessagePack and zstd."""
+    found = {}
+    with sqlite3.connect(directory / "upmirror.db") as db:
+        rows = [*db.execute("SELECT data FROM categories"), *db.execute("SELECT data FROM revisions")]
+    for (data,) in rows:
+        record = msgspec.msgpack.decode(data)
+        if record.get("xml") is not None:
+            xml = zstandard.ZstdDecompressor().decompress(record["xml"]).decode()
+            found[record["id"], record.get("revision", 1)] = (record.get("kind", "update"), xml)
+    return found
+
+
+def test_metadata_from_a_wsus_server_travels_down_with_its_original_xml(tmp_path: Path) -> None:
+    """A server that imported a package written by a WSUS server serves it over MS-WSUSSS; the upmirror below it and
+    a replica below that end with the detectoid as a detectoid, every category at its own revision, and every
+    category, detectoid and update with the very XML the WSUS server wrote."""
+    top = tmp_path / "top"
+    ok("init", "--dir", top)
+    package = write_wsus_shaped_package(tmp_path / "from-wsus.cab")
+    ok("import", package.path, "--dir", top)
+    expected = {identity_of(package.xmls[name]) for name in PACKAGE_FIXTURES}
+    top_token = add_token(top, "middle")
+    with UpmirrorServer(top, token=top_token) as top_server:
+        middle = make_downstream(
+            tmp_path / "middle",
+            top_server.url,
+            top_token,
+            ("source.protocol", "wsus"),
+            ("content.store_locally", "false"),
+            ("classifications", "Security Updates"),
+        )
+        code, _, stderr = sync(middle)
+        assert code == 0, stderr
+    middle_token = add_token(middle, "replica")
+    with UpmirrorServer(middle, token=middle_token) as middle_server:
+        replica = make_downstream(
+            tmp_path / "replica",
+            middle_server.url,
+            middle_token,
+            ("source.protocol", "wsus"),
+            ("content.store_locally", "false"),
+            replica=True,
+        )
+        code, record, stderr = sync(replica)
+        assert code == 0, (stderr, record)
+    for server in (middle, replica):
+        held = original_xmls(server)
+        by_id = {identity_of(xml): xml for _, xml in held.values()}
+        for name in PACKAGE_FIXTURES:
+            update_id, revision = identity_of(package.xmls[name])
+            assert by_id.get((update_id, revision)) == package.xmls[name], f"{server.name}: {name}"
+        assert {ref for ref in by_id if ref in expected} == expected
+        assert {(i.lower(), r) for i, r in expected} <= set(held), "each record is at the revision its XML names"
+        assert [kind for (update_id, _), (kind, _) in held.items() if update_id == DETECTOID] == ["detectoid"]

@@ -104,9 +104,12 @@ def test_a_parent_selected_before_its_child_existed_brings_the_childs_updates(re
     )
     revisions, _ = listing(revised.store, request)
     assert in_child <= revisions
-    # The new product is among the categories changed since the anchor, with its family.
+    # The new product and its detectoid are the categories changed since the anchor.
     _, categories = revised.store.categories_since(revised.before_anchor)
-    assert [c.title for c in categories] == ["Windows 12"]
+    assert sorted((c.kind, c.title) for c in categories) == [
+        ("detectoid", "Windows 12 is installed"),
+        ("product", "Windows 12"),
+    ]
 
 
 def test_a_newly_selected_language_brings_every_selected_update_carrying_it(revised: RevisedCatalog) -> None:

@@ -92,7 +92,7 @@ def test_next_sync_moves_only_the_changes(
     assert relay.downstream_bytes < 64 << 10, "nothing changed: a few small metadata answers"
 
     server.stop()  # the catalog changes while the root is down, as an administrator would publish
-    ok("catalog", "revise", root_dir, "--seed", "5")
+    ok("catalog", "revise", root_dir, "--seed", "6")  # a month that expires updates the downstream holds
     with UpmirrorServer(root_dir, token=token) as restarted, CountingRelay(restarted.port) as relay2:
         ok("options", "set", "--dir", down, "source.upstream", relay2.url)
         code, record, stderr = sync(down)

@@ -18,8 +18,8 @@ import msgspec
 import pytest
 from defusedxml.ElementTree import fromstring
 
-from tests.support.cli import ok, upmirror
-from tests.test_export_import import refused
+from tests.support.cli import ok, refused, upmirror
+from tests.support.wsus import DETECTOID, PACKAGE_FIXTURES, identity_of, write_wsus_shaped_package
 from upmirror import _native
 
 NS = {"upd": "http://schemas.microsoft.com/msus/2002/12/Update"}
@@ -269,57 +269,24 @@ def test_wsus_format_is_always_full(root: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.cab").exists()
 
 
-FIXTURES = Path(__file__).resolve().parent.parent / "rust" / "core" / "tests" / "fixtures" / "wsus"
 LEAF = "8f1b6c2a-4e5d-4a3b-9c7e-0d1f2a3b4c5d"
 BUNDLE = "c0ffee00-1234-4abc-8def-0123456789ab"
 SECURITY_UPDATES = "0fa1201d-4330-4fa8-8ae9-b877473b6441"
 
 
-def wsus_line(xml: str) -> str:
-    update = fromstring(xml)
-    identity = update.find("upd:UpdateIdentity", NS)
-    assert identity is not None
-    update_id, revision = identity.get("UpdateID", ""), int(identity.get("RevisionNumber", "0"))
-    return f"{update_id},{revision:08x},{utf16_units(xml):08x},{xml}\r\n"
-
-
 def test_updates_from_wsus_keep_their_xml_and_bundled_updates_come_first(tmp_path: Path) -> None:
     """A package as a WSUS server writes it (real-shaped update XML, a detectoid, category revisions above 1, a leaf
-    update that names only a product and is listed after the bundle that carries it) imports; the leaf takes the
-    bundle's classification; exported again, each update's line holds its original XML and the leaf precedes the
-    bundle."""
-    names = ["detectoid", "category-classification", "category-company", "category-product-family"]
-    names += ["category-product", "bundle", "leaf-update", "superseding"]
-    xmls = {name: (FIXTURES / f"{name}.xml").read_text() for name in names}
-    # The bundle also names a second product, which a WSUS export would carry: made here with the core's writer.
-    other_product = _native.encode_update_xml(
-        {
-            "update_id": "a3c2375d-0c8a-42f9-bce0-28333e198407",
-            "revision_number": 5,
-            "update_type": "Category",
-            "category_type": "Product",
-            "localized_properties": [{"language": "en", "title": "Windows 10"}],
-            "category_groups": [["6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"]],
-        }
-    )
-    lines = [wsus_line(xmls[name]) for name in names[:5]] + [wsus_line(other_product)]
-    lines += [wsus_line(xmls[name]) for name in names[5:]]
-    entries = "".join(
-        f'<Update UpdateId="{line.split(",")[0]}" RevisionNumber="{int(line.split(",")[1], 16)}"/>' for line in lines
-    )
-    document = (
-        '<?xml version="1.0" encoding="utf-8"?><ExportPackage ServerID="s" FormatVersion="1.0" '
-        f'ProtocolVersion="1.20"><Updates>{entries}</Updates></ExportPackage>'
-    )
-    package = tmp_path / "from-wsus.cab"
-    package.write_bytes(
-        _native.write_cabinet([("metadata.txt", "".join(lines).encode()), ("package.xml", document.encode())])
-    )
+    update that names only a product and is listed after the bundle that carries it) imports; the detectoid is kept
+    as one; the leaf takes the bundle's classification; exported again, every line (detectoid, categories, updates)
+    holds its original XML at its original revision, the detectoid comes first and the leaf precedes the bundle."""
+    written_package = write_wsus_shaped_package(tmp_path / "from-wsus.cab")
+    package, xmls, lines = written_package.path, written_package.xmls, written_package.lines
     server = fresh(tmp_path / "server")
     ok("import", package, "--dir", server)
 
     categories = categories_of(server)
-    assert set(categories) == {line.split(",")[0] for line in lines[1:6]}, "every category; the detectoid is not one"
+    assert set(categories) == {line.split(",")[0] for line in lines[:6]}
+    assert categories[DETECTOID] == ("detectoid", "Windows 11 x64", None)
     company = next(i for i, (kind, _, _) in categories.items() if kind == "company")
     assert categories["6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"][2] == company, "a family hangs under its company"
     assert categories["72e7624a-5b00-45d2-b92f-e561c0a6a160"][2] == "6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"
@@ -339,3 +306,7 @@ def test_updates_from_wsus_keep_their_xml_and_bundled_updates_come_first(tmp_pat
     written = {update_id: xml for update_id, _, xml in exported}
     assert written[LEAF] == xmls["leaf-update"]
     assert written[BUNDLE] == xmls["bundle"]
+    assert order[0] == DETECTOID, "detectoids first, as wsusutil lists them"
+    for name in PACKAGE_FIXTURES[:5]:
+        update_id, revision, _ = next(line for line in exported if line[2] == xmls[name])
+        assert (update_id, revision) == identity_of(xmls[name]), f"{name} keeps its identity and revision"

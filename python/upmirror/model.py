@@ -36,7 +36,9 @@ Title = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 # Anchors are opaque to clients: "" asks for everything, otherwise the value a previous answer returned.
 Anchor = Annotated[str, msgspec.Meta(max_length=40)]
 
-CategoryKind = Literal["company", "family", "product", "classification"]
+# A detectoid is not a category in the filter's sense: it is the applicability check that updates name as a
+# prerequisite, and Microsoft Update lists it with the categories (GetConfig), so it travels with them.
+CategoryKind = Literal["company", "family", "product", "classification", "detectoid"]
 # The kinds of category that are products in the filter's sense: a company or a family stands for everything below.
 PRODUCT_KINDS: Final[tuple[CategoryKind, ...]] = ("company", "family", "product")
 # The tree of Microsoft Update: what a category of each kind may hang under (a company and a classification under
@@ -46,17 +48,22 @@ PARENT_KINDS: Final[dict[CategoryKind, tuple[CategoryKind, ...]]] = {
     "family": ("company",),
     "product": ("family", "company"),
     "classification": (),
+    "detectoid": (),
 }
 ApprovalAction = Literal["approved", "declined", "not_approved"]
 
 
 class Category(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A company, a product family, a product (``parent`` names the category above), or an update classification."""
+    """A company, a product family, a product (``parent`` names the category above), an update classification, or a
+    detectoid. Categories that came over the WSUS protocol keep their revision and their original XML (zstd), which
+    is sent on unchanged to WSUS downstreams; upmirror's own categories are at revision 1."""
 
     id: Guid
     kind: CategoryKind
     title: Title
     parent: Guid | None = None
+    revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] = 1
+    xml: Annotated[bytes, msgspec.Meta(max_length=4 << 20)] | None = None
 
 
 class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,6 +108,8 @@ class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     languages: Annotated[list[Language], msgspec.Meta(max_length=200)] = msgspec.field(default_factory=list)
     files: Annotated[list[FileRef], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     supersedes: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    # Updates and detectoids that must be present before this one applies (WSUS's prerequisites).
+    prerequisites: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     expired: bool = False
     hardware_ids: Annotated[list[HardwareId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     computer_hardware_ids: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)

@@ -25,6 +25,8 @@ CLASSIFICATIONS: Final[dict[str, str]] = {
 
 # The "Windows" product family: selecting it selects every Windows product, present and future.
 WINDOWS_FAMILY: Final = "6964aab4-c5b5-43bd-a17d-ffb4346a8e1d"
+# The company every Microsoft product family hangs under on Microsoft Update.
+MICROSOFT_COMPANY: Final = "56309036-4c77-4dd9-951a-99ee9c246a94"
 
 # WSUS ports: 8530 plain, 8531 TLS.
 DEFAULT_PORT: Final = 8530

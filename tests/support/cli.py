@@ -27,3 +27,12 @@ def ok(*args: str | Path) -> str:
     done = upmirror(*args)
     assert done.returncode == 0, f"upmirror {' '.join(map(str, args))}: {done.stderr}"
     return done.stdout
+
+
+def refused(server: Path, package: Path) -> str:
+    """Imports ``package`` into ``server``, which must refuse it as bad input: exit 2, one line on stderr."""
+    done = upmirror("import", package, "--dir", server)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr

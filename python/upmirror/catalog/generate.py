@@ -2,7 +2,8 @@
 entirely by a seed.
 
 Updates get the real classifications in realistic proportions (security updates and drivers dominate), products by
-classification (drivers under the driver products, definitions under Defender), about a third of them language
+classification (drivers under the driver products, definitions under Defender), the detectoid of their product as a
+prerequisite (drivers excepted), about a third of them language
 specific with one file per language, supersedence chains per product line and per device, a few expired updates,
 and drivers with PCI/USB hardware IDs drawn from a shared pool of devices (so several drivers match one device).
 File sizes are log-normal (many small files, a few of hundreds of MiB) scaled so that they add up to the requested
@@ -219,6 +220,8 @@ class Planner:
             if rng.random() < 0.1:
                 files.append(PlannedFile(f"{stem}-express.psf", self.weight(), express=True))
         fields["products"] = [p.id for p in chosen]
+        if class_title not in DRIVER_CLASSES:
+            fields["prerequisites"] = [tree.detectoid_id(chosen[0].title)]
         previous = self.chains.get(chain)
         if previous is not None and rng.random() < 0.7:
             fields["supersedes"] = [previous]
@@ -414,7 +417,7 @@ def revise(store: Store, content: Path, *, seed: int) -> Summary:
         (tree.product(f, t) for f, t in tree.FUTURE_PRODUCTS if tree.category_id(t) not in existing), None
     )
     if new_product is not None:
-        store.add_categories([new_product])
+        store.add_categories([new_product, tree.detectoid(new_product.title)])
         summary.new_products.append(new_product.title)
     products = [c for c in store.categories() if c.kind == "product"]
     mean_size = store.mean_file_size() or 64 << 10

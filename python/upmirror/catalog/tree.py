@@ -1,5 +1,6 @@
-"""The shape of Microsoft Update's category tree as the generator builds it: product families and their products,
-the eleven WSUS classifications with their public GUIDs, and the languages updates come in.
+"""The shape of Microsoft Update's category tree as the generator builds it: the company, its product families and
+their products, the eleven WSUS classifications with their public GUIDs, a detectoid for each product (what its
+updates name as a prerequisite), and the languages updates come in.
 
 Product IDs are fixed (derived from their titles), so the same product has the same ID in every generated catalog
 and tests can name products by title.
@@ -67,15 +68,29 @@ LANGUAGES: Final = (
 )  # fmt: skip
 
 
+COMPANY: Final = "Microsoft"
+
+
 def category_id(title: str) -> str:
-    """The fixed ID of a family or product; the Windows family has its real public GUID."""
+    """The fixed ID of a family or product; the company and the Windows family have their real public GUIDs."""
+    if title == COMPANY:
+        return wsus.MICROSOFT_COMPANY
     if title == "Windows":
         return wsus.WINDOWS_FAMILY
     return str(uuid.uuid5(_NAMESPACE, title))
 
 
+def detectoid_id(product_title: str) -> str:
+    """The fixed ID of the detectoid that finds a product on a computer."""
+    return str(uuid.uuid5(_NAMESPACE, f"detectoid/{product_title}"))
+
+
+def company() -> Category:
+    return Category(id=category_id(COMPANY), kind="company", title=COMPANY)
+
+
 def family(title: str) -> Category:
-    return Category(id=category_id(title), kind="family", title=title)
+    return Category(id=category_id(title), kind="family", title=title, parent=category_id(COMPANY))
 
 
 def product(family_title: str, title: str) -> Category:
@@ -86,8 +101,13 @@ def classifications() -> list[Category]:
     return [Category(id=guid, kind="classification", title=title) for title, guid in wsus.CLASSIFICATIONS.items()]
 
 
+def detectoid(product_title: str) -> Category:
+    return Category(id=detectoid_id(product_title), kind="detectoid", title=f"{product_title} is installed")
+
+
 def categories() -> list[Category]:
-    """The whole initial tree: families, then their products, then the classifications."""
-    tree = [family(title) for title in FAMILIES]
+    """The whole initial tree: the company, its families, then their products, the classifications and the
+    products' detectoids."""
+    tree = [company(), *(family(title) for title in FAMILIES)]
     tree += [product(family_title, title) for family_title, titles in FAMILIES.items() for title in titles]
-    return tree + classifications()
+    return tree + classifications() + [detectoid(title) for titles in FAMILIES.values() for title in titles]

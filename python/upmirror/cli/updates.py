@@ -119,20 +119,22 @@ def run_decide(args: argparse.Namespace) -> int:
 def run_products(args: argparse.Namespace) -> int:
     options, categories = known_categories(args, PRODUCT_KINDS)
     tree = ProductTree(categories)
-    rows = []
-    for category in sorted(categories, key=lambda c: (c.parent is not None, c.title)):
-        if category.parent is not None:
-            continue
-        for node in [category, *sorted((tree.nodes[i] for i in tree.descendants(category.id)), key=lambda c: c.title)]:
-            explicit = node.id in options.products
-            implied = not explicit and tree.is_selected(node.id, options.products)
-            rows.append((node, explicit, implied))
+    # Depth first, as the WSUS console shows the tree (company, families, products), each level by title.
+    rows: list[tuple[Category, int, bool, bool]] = []
+    stack = [(c, 0) for c in sorted(categories, key=lambda c: c.title, reverse=True) if c.parent not in tree.nodes]
+    while stack:
+        node, depth = stack.pop()
+        explicit = node.id in options.products
+        implied = not explicit and tree.is_selected(node.id, options.products)
+        rows.append((node, depth, explicit, implied))
+        below = sorted((tree.nodes[i] for i in tree.children.get(node.id, [])), key=lambda c: c.title, reverse=True)
+        stack += [(child, depth + 1) for child in below]
     if args.json:
         print(
             json.dumps(
                 [
                     {"id": n.id, "title": n.title, "parent": n.parent, "selected": e or i, "through_parent": i}
-                    for n, e, i in rows
+                    for n, _, e, i in rows
                 ],
                 indent=2,
             )
@@ -140,10 +142,9 @@ def run_products(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not rows:
         print("no products known yet: synchronize once to learn the upstream's products")
-    for node, explicit, implied in rows:
+    for node, depth, explicit, implied in rows:
         mark = "x" if explicit else ("+" if implied else " ")
-        indent = "    " if node.parent is not None else ""
-        print(f"[{mark}] {indent}{node.title}  ({node.id})")
+        print(f"[{mark}] {'    ' * depth}{node.title}  ({node.id})")
     return EXIT_OK
 
 

@@ -250,8 +250,8 @@ class WsusUpstream:
         found: list[Category] = []
         known = self.known_categories()
         for batch in batched(list(latest.items()), self.batch_limit):
-            for metadata, _ in self.update_data(batch):
-                category = category_record(metadata)
+            for metadata, xml in self.update_data(batch):
+                category = category_record(metadata, xml)
                 if category is not None:
                     found.append(category)
                     self.kinds[category.id] = category.kind
@@ -390,7 +390,8 @@ class WsusUpstream:
             if compressed is not None and compressed.text:
                 blobs.append((entry.bytes_of("XmlUpdateBlobCompressed"), True))
             else:
-                blobs.append((entry.text_of("XmlUpdateBlob").encode(), False))
+                blob = entry.child("XmlUpdateBlob")
+                blobs.append(((blob.verbatim if blob is not None else "").encode(), False))
         urls = result.child("fileUrls")
         for url in urls.children("ServerSyncUrlData") if urls is not None else ():
             address = url.text_of("UssUrl") or (url.text_of("MUUrl") if self.catalog_only else "")

@@ -3,8 +3,9 @@ updates of type Category, software and driver updates with their product and cla
 their files with both digests), compressed in a cabinet above the size WSUS compresses at, and the store lookups the
 protocol's answers are made of.
 
-Updates that came from Microsoft Update or a WSUS server would be sent on with their original XML; upmirror's own
-records (``catalog generate``, ``publish``) get XML generated from the record by the Rust core, which also parses it.
+Updates, categories and detectoids that came from Microsoft Update or a WSUS server (or a wsusutil package) are sent
+on with their original XML; upmirror's own records (``catalog generate``, ``publish``) get XML generated from the
+record by the Rust core, which also parses it.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class UpdateDocument:
 
 
 def category_revisions_since(store: Store, since: int) -> list[tuple[str, int]]:
-    """The categories (families, products, classifications) changed since change ``since``, as identities."""
+    """The categories (companies, families, products, classifications) and detectoids changed since change
+    ``since``, as identities at their current revisions."""
     _, categories = store.categories_since(str(since))
-    return [(category.id, records.CATEGORY_REVISION) for category in categories]
+    return [(category.id, category.revision) for category in categories]
 
 
 def latest_revisions(store: Store, update_ids: Iterable[str]) -> list[tuple[str, int]]:
@@ -69,15 +71,15 @@ def update_documents(store: Store, refs: Sequence[tuple[str, int]]) -> list[Upda
     for update_id, revision in refs:
         update = store.update(update_id, revision)
         if update is not None:
-            xml = records.encode_xml(records.update_metadata(update))
-            files = [FileLocation(f.sha1, f.extension) for f in update.files]
+            xml = records.update_xml(update)
+            files = [FileLocation(f.sha1, f.extension, f.url or "") for f in update.files]
         else:
             category = store.category(update_id)
-            if category is None or revision != records.CATEGORY_REVISION:
+            if category is None or revision != category.revision:
                 raise SoapFault(
                     INVALID_PARAMETERS, f"updateIds: revision {revision} of {update_id} is not on this server"
                 )
-            xml = records.encode_xml(records.category_metadata(category))
+            xml = records.category_xml(category)
             files = []
         documents.append(UpdateDocument(update_id, revision, xml, compress(xml), files))
     return documents

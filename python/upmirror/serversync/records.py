@@ -12,6 +12,7 @@ wsusutil package import. An update's original XML is kept with its record (zstd)
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -35,6 +36,7 @@ HANDLERS: Final = "http://schemas.microsoft.com/msus/2002/12/UpdateHandlers"
 CATEGORY_HANDLER: Final = f"{HANDLERS}/Category"
 COMMAND_LINE_HANDLER: Final = f"{HANDLERS}/CommandLineInstallation"
 DRIVER_HANDLER: Final = f"{HANDLERS}/WindowsDriver"
+# The category types of the WSUS protocol (a detectoid has none: it is an update of type Detectoid).
 CATEGORY_TYPES: Final[dict[CategoryKind, WsusCategoryType]] = {
     "company": "Company",
     "family": "ProductFamily",
@@ -45,8 +47,6 @@ CATEGORY_TYPES: Final[dict[CategoryKind, WsusCategoryType]] = {
 LANGUAGE: Final = "en"
 # upmirror's records carry no creation time for categories: they are all said to date from here.
 CATEGORY_CREATED: Final = "2026-01-01T00:00:00Z"
-# Categories have no revisions in upmirror's store; the protocol names every category at this one.
-CATEGORY_REVISION: Final = 1
 KINDS: Final[dict[WsusCategoryType, CategoryKind]] = {wsus: kind for kind, wsus in CATEGORY_TYPES.items()}
 # WSUS's "Updates" classification: the last resort for a bundled update whose bundle was not seen (it names only a
 # product, and takes the classification of the bundle that carries it).
@@ -55,21 +55,22 @@ ZSTD_LEVEL: Final = 3
 
 
 def category_metadata(category: Category) -> UpdateMetadata:
-    """A category as the update of type Category a WSUS server sends for it."""
+    """A category as the update of type Category a WSUS server sends for it (a detectoid: of type Detectoid)."""
+    detectoid = category.kind == "detectoid"
     return UpdateMetadata(
         update_id=category.id,
-        revision_number=CATEGORY_REVISION,
-        update_type="Category",
+        revision_number=category.revision,
+        update_type="Detectoid" if detectoid else "Category",
         default_language=LANGUAGE,
         publication_state="Published",
         creation_date=CATEGORY_CREATED,
         explicitly_deployable=False,
-        is_public=True,
-        handler=CATEGORY_HANDLER,
+        is_public=not detectoid,
+        handler=None if detectoid else CATEGORY_HANDLER,
         localized_properties=[LocalizedProperties(language=LANGUAGE, title=category.title)],
-        category_type=CATEGORY_TYPES[category.kind],
+        category_type=CATEGORY_TYPES.get(category.kind),
         category_groups=[[category.parent]] if category.parent else [],
-        handler_data_type="Category",
+        handler_data_type=None if detectoid else "Category",
     )
 
 
@@ -93,6 +94,7 @@ def update_metadata(update: Update) -> UpdateMetadata:
         ],
         category_groups=[list(update.products), [update.classification]],
         superseded_updates=list(update.supersedes),
+        prerequisites=list(update.prerequisites),
         files=[
             MetadataFile(
                 file_name=f.name,
@@ -115,18 +117,73 @@ def encode_xml(metadata: UpdateMetadata) -> str:
     return _native.encode_update_xml(msgspec.to_builtins(metadata))
 
 
+def update_xml(update: Update) -> str:
+    """The update XML a WSUS downstream or a wsusutil package gets: the original when the update came over the WSUS
+    protocol or from a wsusutil package (saying Expired once this server holds the update expired, which an upstream
+    may announce without a new revision), else generated from the record."""
+    original = original_xml(update.xml)
+    if original is None:
+        return encode_xml(update_metadata(update))
+    return marked_expired(original) if update.expired else original
+
+
+# The start tag of an update's Properties, attribute by attribute (a value may hold any character but its quote).
+PROPERTIES_TAG: Final = re.compile(r"""<(?:[\w.-]+:)?Properties((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*/?>""")
+PUBLICATION_STATE: Final = re.compile(r"""(\sPublicationState\s*=\s*)("[^"]*"|'[^']*')""")
+
+
+def marked_expired(xml: str) -> str:
+    """Update XML with its PublicationState Expired, everything else as it was."""
+    tag = PROPERTIES_TAG.search(xml)
+    if tag is None:
+        return xml
+    attributes = tag[1]
+    if PUBLICATION_STATE.search(attributes):
+        changed = PUBLICATION_STATE.sub(r'\1"Expired"', attributes, count=1)
+    else:
+        changed = f'{attributes} PublicationState="Expired"'
+    return xml[: tag.start(1)] + changed + xml[tag.end(1) :]
+
+
+def category_xml(category: Category) -> str:
+    """A category's (or detectoid's) update XML: the original when it came over the WSUS protocol, else generated."""
+    return original_xml(category.xml) or encode_xml(category_metadata(category))
+
+
+def original_xml(kept: bytes | None) -> str | None:
+    return None if kept is None else zstandard.ZstdDecompressor().decompress(kept).decode()
+
+
+def keep_xml(xml: bytes) -> bytes:
+    """The original XML (UTF-8) as records keep it."""
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(xml)
+
+
 def decode_blob(data: bytes, *, compressed: bool) -> UpdateMetadata:
     """One XmlUpdateBlob (UTF-8 text) or XmlUpdateBlobCompressed (a cabinet of UTF-16LE XML), read by the core."""
     return msgspec.convert(_native.decode_update_blob(data, compressed), UpdateMetadata)
 
 
-def category_record(metadata: UpdateMetadata) -> Category | None:
-    """The category an update of type Category stands for (detectoids and other updates: None)."""
-    if metadata.update_type != "Category" or metadata.category_type is None:
+def category_record(metadata: UpdateMetadata, xml: bytes | None = None) -> Category | None:
+    """The category an update of type Category stands for, or the detectoid an update of type Detectoid is (other
+    updates: None); ``xml``, the original (UTF-8), is kept with it."""
+    if metadata.update_type == "Detectoid":
+        kind: CategoryKind = "detectoid"
+        parent = None
+    elif metadata.update_type == "Category" and metadata.category_type is not None:
+        kind = KINDS[metadata.category_type]
+        parent = metadata.parent_category or next((g[0] for g in metadata.category_groups if g), None)
+    else:
         return None
     title = next((p.title for p in metadata.localized_properties), metadata.update_id)
-    parent = metadata.parent_category or next((g[0] for g in metadata.category_groups if g), None)
-    return Category(id=metadata.update_id, kind=KINDS[metadata.category_type], title=title[:1000], parent=parent)
+    return Category(
+        id=metadata.update_id,
+        kind=kind,
+        title=title[:1000],
+        parent=parent,
+        revision=metadata.revision_number,
+        xml=None if xml is None else keep_xml(xml),
+    )
 
 
 def classification_of(metadata: UpdateMetadata, kind_of: Callable[[str], CategoryKind | None]) -> str | None:
@@ -184,10 +241,11 @@ def update_record(
             for f in metadata.files
         ],
         supersedes=list(metadata.superseded_updates),
+        prerequisites=list(metadata.prerequisites)[:1000],
         expired=metadata.publication_state == "Expired",
         hardware_ids=sorted({d.hardware_id for d in metadata.drivers})[:1000],
         computer_hardware_ids=sorted({c.lower() for d in metadata.drivers for c in d.target_computer_hardware_ids})[
             :1000
         ],
-        xml=zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(xml),
+        xml=keep_xml(xml),
     )

@@ -95,6 +95,11 @@ class Element:
     def text(self) -> str:
         return (self.node.text or "").strip()
 
+    @property
+    def verbatim(self) -> str:
+        """The text as sent, surrounding white space included (an update's XML is kept to the character)."""
+        return self.node.text or ""
+
     def text_of(self, *names: str, default: str = "") -> str:
         found = self.path(*names)
         return found.text if found is not None else default

@@ -39,7 +39,6 @@ from typing import Final, TypeVar
 from xml.etree import ElementTree
 
 import msgspec
-import zstandard
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
@@ -71,8 +70,14 @@ MIN_ALLOWANCE: Final = 256 * 1024 * 1024
 DECODE_BATCH: Final = 4096
 GUID_TEXT: Final = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 LINE_HEAD: Final = re.compile(rf"({GUID_TEXT}),([0-9A-Fa-f]{{8}}),([0-9A-Fa-f]{{8}}),")
-# metadata.txt lists categories in this order after the detectoids.
-CATEGORY_ORDER: Final[dict[CategoryKind, int]] = {"classification": 0, "company": 1, "family": 2, "product": 3}
+# metadata.txt lists detectoids first, then the categories in this order.
+CATEGORY_ORDER: Final[dict[CategoryKind, int]] = {
+    "detectoid": 0,
+    "classification": 1,
+    "company": 2,
+    "family": 3,
+    "product": 4,
+}
 R = TypeVar("R", Category, Update)
 
 
@@ -127,9 +132,9 @@ def export_wsus_package(store: Store, path: Path, language_codes: Sequence[str])
         updates = [update_decoder.decode(blob) for blob in store.export_revisions(0)]
         server_id = store.server_id
     categories = parents_first(categories)
-    texts = {(u.id, u.revision): update_xml(u) for u in updates}
+    texts = {(u.id, u.revision): records.update_xml(u) for u in updates}
     updates = bundled_first(updates, texts)
-    lines = [metadata_line(c.id, records.CATEGORY_REVISION, category_xml(c)) for c in categories]
+    lines = [metadata_line(c.id, c.revision, records.category_xml(c)) for c in categories]
     lines += [metadata_line(u.id, u.revision, texts[u.id, u.revision]) for u in updates]
     package = package_xml(server_id, language_codes, categories, updates)
     cabinet = _native.write_cabinet([(METADATA_TXT, "".join(lines).encode()), (PACKAGE_XML, package)])
@@ -147,7 +152,7 @@ def export_wsus_package(store: Store, path: Path, language_codes: Sequence[str])
 
 
 def parents_first(categories: Iterable[Category]) -> list[Category]:
-    """Classifications, then companies, families and products, each category after its parent."""
+    """Detectoids, classifications, then companies, families and products, each category after its parent."""
     parents = {c.id: c.parent for c in categories}
 
     def depth(category_id: str) -> int:
@@ -157,17 +162,6 @@ def parents_first(categories: Iterable[Category]) -> list[Category]:
         return steps
 
     return sorted(categories, key=lambda c: (CATEGORY_ORDER[c.kind], depth(c.id), c.id))
-
-
-def update_xml(update: Update) -> str:
-    """The update's original XML when it came from a WSUS upstream, else the XML generated from the record."""
-    if update.xml is not None:
-        return zstandard.ZstdDecompressor().decompress(update.xml).decode()
-    return records.encode_xml(records.update_metadata(update))
-
-
-def category_xml(category: Category) -> str:
-    return records.encode_xml(records.category_metadata(category))
 
 
 def bundled_first(updates: Sequence[Update], texts: dict[tuple[str, int], str]) -> list[Update]:
@@ -230,9 +224,7 @@ def package_xml(
                 ElementTree.SubElement(files, "File", Digest=digest_base64(ref.sha1), MUUrl=ref.url, Name=ref.name)
     entries = ElementTree.SubElement(root, "Updates")
     for category in categories:
-        entry = ElementTree.SubElement(
-            entries, "Update", UpdateId=category.id, RevisionNumber=str(records.CATEGORY_REVISION)
-        )
+        entry = ElementTree.SubElement(entries, "Update", UpdateId=category.id, RevisionNumber=str(category.revision))
         for name in ("Files", "Categories", "Classifications"):
             ElementTree.SubElement(entry, name)
     for update in updates:
@@ -388,8 +380,9 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
     """The package's categories (parents first) and update revisions as records, each validated; every category an
     update or a category names must be in the package or in the store."""
     categories: list[Category] = []
+    lines = {(line.update_id, line.revision): line for line in package.lines}
     for metadata in package.metadata:
-        category = records.category_record(metadata)
+        category = records.category_record(metadata, lines[metadata.update_id, metadata.revision_number].xml.encode())
         if category is not None:
             categories.append(_validated(path, category_decoder, category))
     kinds: dict[str, CategoryKind] = {c.id: c.kind for c in store.categories()}
@@ -403,7 +396,6 @@ def package_records(store: Store, path: Path, package: WsusPackage) -> tuple[lis
             if classification is not None:
                 carrier.setdefault(bundled, classification)
     updates = []
-    lines = {(line.update_id, line.revision): line for line in package.lines}
     for metadata in software:
         unknown = [c for group in metadata.category_groups for c in group if c not in kinds]
         if unknown:

@@ -1,5 +1,5 @@
-"""The update source's categories in the store: product families, products (a tree) and classifications, each change
-taking a change number; the internal keys that updates and filters refer to them by."""
+"""The update source's categories in the store: companies, product families, products (a tree), classifications and
+detectoids, each change taking a change number; the internal keys that updates and filters refer to them by."""
 
 from __future__ import annotations
 
@@ -65,11 +65,14 @@ class Categories(StoreBase):
         return None if row is None else str(row[0])
 
     def categories_since(self, anchor: str) -> tuple[int, list[Category]]:
-        """Categories added or changed since ``anchor``, families before their products (the tree is small)."""
+        """Categories added or changed since ``anchor``, each kind after the kinds it may hang under (companies,
+        families, products), so a reader meets every parent first (the tree is small)."""
         with self.snapshot() as current:
             since = parse_anchor(anchor, current)
             rows = self.connection.execute(
-                "SELECT data FROM categories WHERE change > ? ORDER BY kind = 'product', change", (since,)
+                "SELECT data FROM categories WHERE change > ? "
+                "ORDER BY CASE kind WHEN 'family' THEN 1 WHEN 'product' THEN 2 ELSE 0 END, change",
+                (since,),
             ).fetchall()
         return current, [category_decoder.decode(data) for (data,) in rows]
 
