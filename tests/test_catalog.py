@@ -9,6 +9,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -75,28 +76,33 @@ def test_same_seed_same_catalog_other_seed_other_catalog(run_upmirror: RunUpmirr
     assert {u.id for u in a}.isdisjoint({u.id for u in c})
 
 
-# The b3sum listing of a seeded catalog: `catalog generate DIR --updates 60 --content-size 8M --seed 7`, then
-# `catalog revise DIR --seed 3`, then in DIR/content
-# `find . -type f -not -path './.partial/*' -not -name '.upmirror-index*' | sort | xargs b3sum`.
-# These are b3sum's own outputs (176 lines, and b3sum of the listing), not upmirror's. The generated part is the one
-# the code before the content store placed the generator's files made (commit 345fd88); the revised part changed once,
-# on purpose, when the tree gained Microsoft Update's company and detectoids (their change numbers move the anchor
-# that seeds `catalog revise`).
-SEEDED_CATALOG_FILES = 176
-SEEDED_CATALOG_LISTING_B3SUM = "38c7b5ce61d02d7b30aae6c374a3304a2bfec375510264b6544f17be992dd6c5"
+# The b3sum listing of a seeded catalog: `catalog generate DIR --updates 60 --content-size 8M --seed 7`, then in
+# DIR/content `find . -type f -not -path './.partial/*' -not -name '.upmirror-index*' | sort | xargs b3sum`, and the
+# same after `catalog revise DIR --seed 3`. These are b3sum's own outputs, not upmirror's. The generated catalog's
+# files are those the code of commit 4c875e9 made (and 345fd88 before it, when the generator placed files itself);
+# the revised month changed on purpose when the catalog took Microsoft Update's shape (a company, detectoids and
+# bundles: more records, so the anchor and update count that seed `catalog revise` moved).
+GENERATED_CATALOG_LISTING_B3SUM = "e8272ab36a824f34c77d572c12bf81ca6e34c5f8373f114b85d0895a01d45824"
+SEEDED_CATALOG_FILES = 182
+SEEDED_CATALOG_LISTING_B3SUM = "d46d17127bd796ba760a20b613bbd2cd1b085467e6e5e5bf100813435d1b3f73"
+
+
+def b3sum_listing(content: Path, relative_paths: Iterable[str]) -> tuple[int, str]:
+    """(lines, b3sum of the listing) of ``b3sum`` run over the content files."""
+    paths = sorted(f"./{relative}" for relative in relative_paths)
+    listing = subprocess.run(["b3sum", *paths], cwd=content, capture_output=True, timeout=60, check=True).stdout
+    of_listing = subprocess.run(["b3sum", "--no-names"], input=listing, capture_output=True, timeout=60, check=True)
+    return len(listing.splitlines()), of_listing.stdout.decode().strip()
 
 
 def test_a_seeded_catalog_has_the_bytes_it_always_had(run_upmirror: RunUpmirror, tmp_path: Path) -> None:
     root = tmp_path / "root"
     generate = ("catalog", "generate", root, "--updates", "60", "--content-size", "8M", "--seed", "7")
     assert run_upmirror(*generate).returncode == 0
+    assert b3sum_listing(root / "content", content_files(root))[1] == GENERATED_CATALOG_LISTING_B3SUM
     assert run_upmirror("catalog", "revise", root, "--seed", "3").returncode == 0
-    content = root / "content"
-    paths = sorted(f"./{relative}" for relative in content_files(root))
-    listing = subprocess.run(["b3sum", *paths], cwd=content, capture_output=True, timeout=60, check=True).stdout
-    assert len(listing.splitlines()) == SEEDED_CATALOG_FILES
-    of_listing = subprocess.run(["b3sum", "--no-names"], input=listing, capture_output=True, timeout=60, check=True)
-    assert of_listing.stdout.decode().strip() == SEEDED_CATALOG_LISTING_B3SUM
+    listed = b3sum_listing(root / "content", content_files(root))
+    assert listed == (SEEDED_CATALOG_FILES, SEEDED_CATALOG_LISTING_B3SUM)
 
 
 def test_generated_and_published_files_are_trusted_from_the_index(
@@ -133,7 +139,22 @@ def test_files_are_in_the_wsus_layout_with_correct_digests(catalog: Path) -> Non
 
 def test_the_catalog_is_shaped_like_microsoft_update(catalog: Path) -> None:
     updates = records(catalog)
-    assert len(updates) == 1500
+    by_id = {u.id: u for u in updates}
+    carried = {ref.update_id for u in updates for ref in u.bundled}
+    assert len(updates) - len(carried) == 1500, "--updates counts what is approved, not what bundles carry"
+    bundles = [u for u in updates if u.bundled]
+    assert len(bundles) > 20
+    assert all(not u.files for u in bundles), "a bundle holds no file"
+    assert all(by_id[i].files for i in carried), "the update a bundle carries holds the files"
+    assert all(by_id[r.update_id].products == u.products for u in bundles for r in u.bundled)
+    with Store.open(catalog / "upmirror.db") as store:
+        categories = {c.id: c for c in store.categories()}
+    company = categories[wsus.MICROSOFT_COMPANY]
+    assert company.kind == "company"
+    assert all(c.parent == company.id for c in categories.values() if c.kind == "family")
+    detectoids = {c.id for c in categories.values() if c.kind == "detectoid"}
+    software = [u for u in updates if not u.hardware_ids]
+    assert all(u.prerequisites and set(u.prerequisites) <= detectoids for u in software)
     assert {u.classification for u in updates} == set(wsus.CLASSIFICATIONS.values())
     languages = {lang for u in updates for lang in u.languages}
     assert len(languages) >= 25

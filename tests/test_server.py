@@ -100,6 +100,32 @@ def test_server_info_describes_the_catalog(root: Root) -> None:
     assert sorted(info.languages) == sorted(tree.LANGUAGES)
 
 
+def thread_priorities(pid: int) -> dict[int, tuple[str, int]]:
+    """Thread ID -> (name, nice value) of every thread of a process, read from /proc (stat's 19th field)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # the fields after "pid (comm) ", from the 3rd
+        found[int(task.name)] = ((task / "comm").read_text().strip(), int(fields[16]))
+    return found
+
+
+def test_the_backend_gives_way_to_the_front_that_serves_content(root: Root) -> None:
+    """The front's threads keep the server's priority; every other thread (the event loop, where metadata and the
+    WSUS protocol are answered, and the store threads) runs ten nice steps lower."""
+    root.server.call("GET", "/api/v1/server")  # the store threads exist once a request needed them
+    assert root.server.process is not None
+    pid = root.server.process.pid
+    threads = thread_priorities(pid)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    front = {nice for name, nice in threads.values() if name.startswith("upmirror-net")}
+    backend = {nice for name, nice in threads.values() if not name.startswith("upmirror-net")}
+    assert front == {base}, threads
+    assert backend == {min(19, base + 10)}, threads
+    assert len(threads) - len(front) >= 2, "the event loop and at least one store thread"
+    assert threads[pid][1] == min(19, base + 10), "the event loop's thread"
+
+
 def test_categories_are_the_tree_and_the_classifications(root: Root) -> None:
     answer = root.server.call("GET", "/api/v1/categories?anchor=").decode(CategoriesResponse)
     assert {(c.id, c.kind, c.parent) for c in answer.categories} == {

@@ -128,16 +128,15 @@ def own_upstream(tmp_path: Path, seed: int, *options: str, updates: int = 300) -
 
 def test_a_full_then_an_incremental_sync_hold_what_the_filter_selects(tmp_path: Path) -> None:
     with own_upstream(tmp_path, 32) as (root, token, proxy):
-        with Store.open(root / "upmirror.db") as store:
-            developer = next(c.id for c in store.categories() if c.title.startswith("Developer Tools"))
-        # Families whose updates the revision below (seed 33) revises, expires and adds to.
+        # The company (every family, through the tree) and every classification: the month of change below then
+        # revises, expires and adds to the selection whatever the seed draws.
         down = make_downstream(
             tmp_path / "down",
             proxy.url,
             token,
             WSUS,
-            ("products", f"{wsus.WINDOWS_FAMILY},{developer}"),
-            ("classifications", "Critical Updates,Security Updates,Updates"),
+            ("products", wsus.MICROSOFT_COMPANY),
+            ("classifications", ",".join(wsus.CLASSIFICATIONS)),
         )
         code, record, stderr = sync(down)
         assert code == 0, stderr

@@ -15,6 +15,7 @@ import msgspec
 
 from tests.catalog_rules import latest_records
 from tests.support.cli import UPMIRROR, ok, upmirror
+from tests.support.inventory import updates_for
 from tests.support.relay import CountingRelay
 from tests.support.servers import (
     assert_content_verified,
@@ -27,6 +28,7 @@ from tests.support.servers import (
     root,
     stored,
     sync,
+    with_what_they_carry,
 )
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from tests.support.waiting import wait_for
@@ -80,7 +82,14 @@ def test_next_sync_moves_only_the_changes(
     root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
 ) -> None:
     root_dir, server, relay, token = root
-    down = make_downstream(tmp_path / "down", relay.url, token)
+    # Everything in English: the month of change below then touches the selection whatever the seed draws.
+    down = make_downstream(
+        tmp_path / "down",
+        relay.url,
+        token,
+        ("products", "Microsoft"),
+        ("classifications", ",".join(wsus.CLASSIFICATIONS)),
+    )
     assert sync(down)[0] == 0
     before = stored(down)
     first_bytes = relay.downstream_bytes
@@ -92,7 +101,7 @@ def test_next_sync_moves_only_the_changes(
     assert relay.downstream_bytes < 64 << 10, "nothing changed: a few small metadata answers"
 
     server.stop()  # the catalog changes while the root is down, as an administrator would publish
-    ok("catalog", "revise", root_dir, "--seed", "6")  # a month that expires updates the downstream holds
+    ok("catalog", "revise", root_dir, "--seed", "5")
     with UpmirrorServer(root_dir, token=token) as restarted, CountingRelay(restarted.port) as relay2:
         ok("options", "set", "--dir", down, "source.upstream", relay2.url)
         code, record, stderr = sync(down)
@@ -338,7 +347,30 @@ def test_download_only_when_approved_defers_content(
     ok("updates", "approve", "--dir", down, *chosen)
     code, record, _ = sync(down)
     assert code == 0
-    assert content_of(down) == expected_files({i: updates[i] for i in chosen}, ["en"])
+    assert content_of(down) == expected_files(with_what_they_carry(updates, chosen), ["en"])
+
+
+def test_approving_a_bundle_approves_the_content_of_the_updates_it_carries(
+    root: tuple[Path, UpmirrorServer, CountingRelay, str], tmp_path: Path
+) -> None:
+    """A bundle holds no file; approving it (and nothing else) brings the files of the update it carries, which
+    clients are then offered with it, although that update is not approved itself."""
+    _, _, relay, token = root
+    down = make_downstream(tmp_path / "down", relay.url, token, ("content.download_only_when_approved", "true"))
+    assert sync(down)[0] == 0
+    updates = stored(down)
+    bundle = next(u for u in sorted(updates.values(), key=lambda u: u.id) if u.bundled and not u.expired)
+    carried = [ref.update_id for ref in bundle.bundled]
+    assert all(updates[i].files for i in carried)
+    assert not bundle.files
+    ok("updates", "approve", "--dir", down, bundle.id)
+    assert sync(down)[0] == 0
+    expected = expected_files({i: updates[i] for i in carried}, ["en"])
+    assert expected
+    assert content_of(down) == expected
+    device_token = add_token(down, "device")
+    with UpmirrorServer(down, token=device_token) as served:
+        assert updates_for(served, "pc-1") == {bundle.id, *carried}
 
 
 def test_root_servers_refuse_to_sync(tmp_path: Path) -> None:

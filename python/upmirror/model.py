@@ -93,6 +93,13 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         return self.name[dot:].lower() if dot > 0 else ""
 
 
+class RevisionRef(msgspec.Struct, frozen=True, array_like=True):
+    """(update id, revision number): how the protocol names one revision of one update."""
+
+    update_id: Guid
+    revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+
+
 class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One revision of an update. ``languages`` empty means language-neutral. Drivers carry the hardware IDs they
     install on and, when targeted at particular machines, computer hardware IDs."""
@@ -110,6 +117,9 @@ class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     supersedes: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     # Updates and detectoids that must be present before this one applies (WSUS's prerequisites).
     prerequisites: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    # A bundle: the revisions of the updates it carries, whose files are what gets installed. Approving the bundle
+    # approves their content.
+    bundled: Annotated[list[RevisionRef], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     expired: bool = False
     hardware_ids: Annotated[list[HardwareId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     computer_hardware_ids: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
@@ -127,13 +137,6 @@ class Approval(msgspec.Struct, frozen=True, kw_only=True):
 
     update_id: Guid
     action: ApprovalAction
-
-
-class RevisionRef(msgspec.Struct, frozen=True, array_like=True):
-    """(update id, revision number): how the protocol names one revision of one update."""
-
-    update_id: Guid
-    revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class Selection(msgspec.Struct, frozen=True, kw_only=True):

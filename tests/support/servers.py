@@ -89,6 +89,12 @@ def expected_files(updates: dict[str, Update], languages: list[str]) -> dict[str
     return files
 
 
+def with_what_they_carry(updates: dict[str, Update], chosen: list[str]) -> dict[str, Update]:
+    """The chosen updates and the updates the bundles among them carry (their content is approved with them)."""
+    carried = [ref.update_id for update_id in chosen for ref in updates[update_id].bundled]
+    return {update_id: updates[update_id] for update_id in [*chosen, *carried] if update_id in updates}
+
+
 def content_of_directory(content: Path) -> dict[str, int]:
     """The files at layout paths of a content directory (in-progress files under dot-folders excluded), by size."""
     return {

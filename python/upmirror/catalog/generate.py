@@ -3,7 +3,8 @@ entirely by a seed.
 
 Updates get the real classifications in realistic proportions (security updates and drivers dominate), products by
 classification (drivers under the driver products, definitions under Defender), the detectoid of their product as a
-prerequisite (drivers excepted), about a third of them language
+prerequisite (drivers excepted), some cumulative updates as bundles carrying the update that holds their files
+(approving the bundle approves that content), about a third of them language
 specific with one file per language, supersedence chains per product line and per device, a few expired updates,
 and drivers with PCI/USB hardware IDs drawn from a shared pool of devices (so several drivers match one device).
 File sizes are log-normal (many small files, a few of hundreds of MiB) scaled so that they add up to the requested
@@ -33,7 +34,7 @@ import msgspec
 
 from upmirror import Hasher, UpmirrorError, partial_path, place_staged, wsus
 from upmirror.catalog import tree
-from upmirror.model import Category, FileRef, Update
+from upmirror.model import Category, FileRef, RevisionRef, Update
 from upmirror.store import Store
 
 BATCH_UPDATES: Final = 1000
@@ -43,6 +44,9 @@ POOL_SIZE: Final = 8 << 20
 HEADER_SIZE: Final = 96
 SMALL_FILE: Final = 256 << 10  # built whole in memory, hashed and written in one piece
 EXPIRED_SHARE: Final = 0.03
+# Every fourth catalog position that is a cumulative update is a bundle carrying the update that holds the files.
+BUNDLE_EVERY: Final = 4
+CUMULATIVE_CLASSES: Final = ("Security Updates", "Update Rollups")
 FIRST_RELEASE: Final = datetime.date(2016, 1, 12)
 CATALOG_YEARS: Final = 10
 
@@ -156,7 +160,8 @@ class Planner:
     def guid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def plan(self, index: int, *, product: Category | None = None) -> PlannedUpdate:
+    def plan(self, index: int, *, product: Category | None = None) -> list[PlannedUpdate]:
+        """The update of catalog position ``index``: one update, or a bundle after the update it carries."""
         rng = self.rng
         class_title = rng.choices(self.classes, self.class_weights)[0]
         if product is not None and class_title in (*DRIVER_CLASSES, "Definition Updates"):
@@ -202,7 +207,7 @@ class Planner:
                 if sibling.id != chosen[0].id:
                     chosen.append(sibling)
             name = chosen[0].title
-            kind = "Cumulative Update" if class_title in ("Security Updates", "Update Rollups") else class_title[:-1]
+            kind = "Cumulative Update" if class_title in CUMULATIVE_CLASSES else class_title[:-1]
             fields |= {
                 "title": f"{month} {kind} for {name} for x64-based Systems (KB{kb})",
                 "kb_article": kb,
@@ -222,11 +227,19 @@ class Planner:
         fields["products"] = [p.id for p in chosen]
         if class_title not in DRIVER_CLASSES:
             fields["prerequisites"] = [tree.detectoid_id(chosen[0].title)]
+        return self.in_chain(
+            chain, fields, files, bundle=class_title in CUMULATIVE_CLASSES and index % BUNDLE_EVERY == 0
+        )
+
+    def in_chain(
+        self, chain: str, fields: dict[str, object], files: list[PlannedFile], *, bundle: bool
+    ) -> list[PlannedUpdate]:
+        """The planned update, most often superseding the previous one of its chain (product line or device)."""
         previous = self.chains.get(chain)
-        if previous is not None and rng.random() < 0.7:
+        if previous is not None and self.rng.random() < 0.7:
             fields["supersedes"] = [previous]
-        self.chains[chain] = update_id
-        return PlannedUpdate(fields, files)
+        self.chains[chain] = str(fields["id"])
+        return as_bundle(fields, files) if bundle else [PlannedUpdate(fields, files)]
 
     def pick_languages(self) -> list[str]:
         count = self.rng.choices((1, 2, 3, 5, 10, len(tree.LANGUAGES)), (30, 15, 15, 15, 15, 10))[0]
@@ -234,6 +247,14 @@ class Planner:
 
     def weight(self) -> float:
         return self.rng.lognormvariate(0.0, SIZE_SIGMA)
+
+
+def as_bundle(fields: dict[str, object], files: list[PlannedFile]) -> list[PlannedUpdate]:
+    """A planned update as Microsoft Update ships a cumulative one: a bundle, which is what is approved and holds no
+    file, after the update it carries (the same update in all but supersedence), which holds the files."""
+    carried = str(uuid.uuid5(uuid.UUID(str(fields["id"])), "bundled"))
+    leaf = {name: value for name, value in fields.items() if name != "supersedes"} | {"id": carried, "revision": 1}
+    return [PlannedUpdate(leaf, files), PlannedUpdate(fields | {"bundled": [RevisionRef(carried, 1)]}, [])]
 
 
 class ContentWriter:
@@ -380,7 +401,7 @@ def generate(store: Store, content: Path, *, updates: int, content_size: int, se
 
     def plans() -> Iterator[PlannedUpdate]:
         planner = Planner(random.Random(seed), products, updates)
-        return (planner.plan(index) for index in range(updates))
+        return (planned for index in range(updates) for planned in planner.plan(index))
 
     # Two passes over the same seeded plan: the first collects the size weights (8 bytes a file), so the second can
     # scale every file to make the requested total, within the bounds of a single file.
@@ -429,7 +450,11 @@ def revise(store: Store, content: Path, *, seed: int) -> Summary:
     planner = Planner(rng, products, count)
     new_count = max(5, count // 50)
     for_new_product = new_count // 5 if new_product is not None else 0
-    planned = [planner.plan(count + i, product=new_product if i < for_new_product else None) for i in range(new_count)]
+    planned = [
+        update
+        for i in range(new_count)
+        for update in planner.plan(count + i, product=new_product if i < for_new_product else None)
+    ]
     writer = ContentWriter(content, f"{seed}-{anchor}")
     try:
         write_updates(store, writer=writer, planned=iter(planned), size_of=size_of, tag=f"r{anchor}", summary=summary)

@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Update's: the same seed gives the same updates and the same file bytes.",
     )
     make.add_argument("dir", metavar="DIR")
-    make.add_argument("--updates", type=int, default=2000, help="how many updates (default 2000)")
+    make.add_argument(
+        "--updates",
+        type=int,
+        default=2000,
+        help="how many updates to approve (default 2000); the updates bundles carry come on top",
+    )
     make.add_argument("--content-size", default="256M", help="total size of the update files, e.g. 4G (default 256M)")
     make.add_argument("--seed", type=int, default=1, help="the seed (default 1)")
     make.set_defaults(handler=run_generate)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from upmirror.cli.common import EXIT_OK, add_dir_argument
 from upmirror.cli.options import server_categories
 from upmirror.errors import InputError, UpmirrorError
-from upmirror.filters import ProductTree
+from upmirror.filters import ProductTree, TreeNode
 from upmirror.model import PRODUCT_KINDS, ApprovalAction, Category, Update
 from upmirror.options import Options, ServerDirectory
 from upmirror.store import Store
@@ -120,8 +120,9 @@ def run_products(args: argparse.Namespace) -> int:
     options, categories = known_categories(args, PRODUCT_KINDS)
     tree = ProductTree(categories)
     # Depth first, as the WSUS console shows the tree (company, families, products), each level by title.
-    rows: list[tuple[Category, int, bool, bool]] = []
-    stack = [(c, 0) for c in sorted(categories, key=lambda c: c.title, reverse=True) if c.parent not in tree.nodes]
+    rows: list[tuple[TreeNode, int, bool, bool]] = []
+    roots: list[TreeNode] = [c for c in categories if c.parent not in tree.nodes]
+    stack = [(c, 0) for c in sorted(roots, key=lambda c: c.title, reverse=True)]
     while stack:
         node, depth = stack.pop()
         explicit = node.id in options.products

@@ -5,7 +5,9 @@ picks a free port, and the real one is printed). Every connection is accepted by
 (``ContentFront``, rust/core/src/front), which answers ``/Content`` itself and forwards everything else to the aiohttp
 application (aiohttp on uvloop, app.py). That application listens on a Unix socket in a private directory only the
 front uses, served by ``workers`` processes: the first process forks the others before any thread exists, then
-starts the front and the synchronization schedule. TLS, when configured, ends at the front. SIGTERM or SIGINT stops
+starts the front and the synchronization schedule. The workers' threads run at a lower CPU priority than the
+front's (``yield_to_content``), so /Content keeps its rate while metadata answers keep the cores busy. TLS, when
+configured, ends at the front. SIGTERM or SIGINT stops
 everything gracefully: the front stops accepting and lets requests in flight finish, then the workers exit.
 """
 
@@ -31,7 +33,7 @@ from aiohttp import web
 from upmirror._native import ContentFront
 from upmirror.errors import InputError
 from upmirror.options import Options, ServerDirectory
-from upmirror.server.app import MAX_BODY, build_app
+from upmirror.server.app import MAX_BODY, build_app, front_priority, yield_to_content
 from upmirror.server.log import start_log, stop_log
 from upmirror.server.scheduler import Scheduler
 from upmirror.store import Store
@@ -107,6 +109,7 @@ async def serve(
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
         running = front() if front is not None else None
+        yield_to_content()  # after the front started its threads, which keep the normal priority
         try:
             await stop.wait()
         finally:
@@ -174,12 +177,14 @@ def run(directory: ServerDirectory, options: Options, host: str, port: int, work
     backend = bind_backend(private)
     children = []
     parent = os.getpid()
+    front_priority()  # read before any worker gives way
     for _ in range(workers - 1):
         pid = os.fork()  # before any thread or event loop exists in this process
         if pid == 0:
             code = 0
             try:
                 stop_with_parent(parent)
+                yield_to_content()
                 listening.close()
                 start_log(directory.logs, rotates=False)
                 uvloop.run(serve(directory, options, backend))

@@ -14,7 +14,10 @@ this server never gave) is answered with a 4xx status and a one-line message, ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import os
 import re
 import secrets
 import tempfile
@@ -60,6 +63,9 @@ STREAM_CHUNK: Final = 256 << 10
 # A token checked valid is trusted this long without asking the store again; a revoked token stops working within
 # this time. (The front caches its content-access answers as long: TOKEN_CACHE in rust/core/src/front/backend.rs.)
 TOKEN_CACHE_SECONDS: Final = 5.0
+# How much lower the backend's CPU priority is than the front's (nice steps: 10 gives the front about nine times the
+# backend's share of a busy core).
+BACKEND_NICE: Final = 10
 # The syntax of a bearer token (b64token, RFC 6750 2.1).
 BEARER_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -69,12 +75,27 @@ T = TypeVar("T")
 R = TypeVar("R", RevisionsRequest, DriversRequest)
 
 
+def yield_to_content() -> None:
+    """Lowers the calling thread's CPU priority by BACKEND_NICE: the backend's answers (metadata, the WSUS protocol)
+    give way to the front's /Content when the cores are busy, so downstreams fetching files are not slowed by others
+    asking for metadata. Linux keeps a nice value per thread; threads started later by this one inherit it."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, front_priority() + BACKEND_NICE))
+
+
+@functools.cache
+def front_priority() -> int:
+    """The nice value the server started with (the front's): read once, before any thread of it gave way."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
 class StoreThreads:
-    """Runs store work on a few threads, each with its own connection (SQLite connections are per thread)."""
+    """Runs store work on a few threads, each with its own connection (SQLite connections are per thread), at the
+    backend's priority (``yield_to_content``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
+        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store", initializer=yield_to_content)
         self.local = threading.local()
         self.opened: list[Store] = []
         self.lock = threading.Lock()

@@ -27,6 +27,7 @@ from upmirror.model import (
     LocalizedProperties,
     MetadataDriver,
     MetadataFile,
+    RevisionRef,
     Update,
     UpdateMetadata,
     WsusCategoryType,
@@ -95,6 +96,7 @@ def update_metadata(update: Update) -> UpdateMetadata:
         category_groups=[list(update.products), [update.classification]],
         superseded_updates=list(update.supersedes),
         prerequisites=list(update.prerequisites),
+        bundled_updates=[(ref.update_id, ref.revision) for ref in update.bundled],
         files=[
             MetadataFile(
                 file_name=f.name,
@@ -242,6 +244,7 @@ def update_record(
         ],
         supersedes=list(metadata.superseded_updates),
         prerequisites=list(metadata.prerequisites)[:1000],
+        bundled=[RevisionRef(update_id, revision) for update_id, revision in metadata.bundled_updates[:1000]],
         expired=metadata.publication_state == "Expired",
         hardware_ids=sorted({d.hardware_id for d in metadata.drivers})[:1000],
         computer_hardware_ids=sorted({c.lower() for d in metadata.drivers for c in d.target_computer_hardware_ids})[

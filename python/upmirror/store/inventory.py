@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from upmirror.model import InventoryReport, Update
-from upmirror.store.schema import StoreBase, decoded_updates
+from upmirror.store.schema import CARRIED_BY_AN_APPROVED_BUNDLE, StoreBase, decoded_updates
 
 
 class Inventory(StoreBase):
@@ -29,13 +29,15 @@ class Inventory(StoreBase):
         return [h for kind, h in rows if kind == "device"], [h for kind, h in rows if kind == "computer"]
 
     def updates_for_device(self, device: str) -> Iterator[Update]:
-        """Approved, unexpired updates for a client: every approved update that is not a driver, and approved drivers
-        only when the device reported one of their hardware IDs (and, for drivers aimed at particular computers, its
-        computer hardware ID)."""
+        """Approved, unexpired updates for a client, with the updates approved bundles carry: every such update that
+        is not a driver, and drivers only when the device reported one of their hardware IDs (and, for drivers aimed
+        at particular computers, its computer hardware ID)."""
         cursor = self.connection.execute(
-            "SELECT r.data FROM approvals a JOIN updates u ON u.uid = a.uid"
-            " JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"
-            " WHERE a.action = 'approved' AND NOT u.expired AND ("
+            "SELECT r.data FROM updates u JOIN revisions r ON r.uid = u.uid AND r.revision = u.revision"  # noqa: S608 (fixed SQL)
+            " WHERE NOT u.expired"
+            " AND (u.uid IN (SELECT uid FROM approvals WHERE action = 'approved')"
+            f"  OR {CARRIED_BY_AN_APPROVED_BUNDLE})"
+            " AND ("
             "  NOT EXISTS (SELECT 1 FROM hardware_ids h WHERE h.uid = u.uid)"
             "  OR (EXISTS (SELECT 1 FROM hardware_ids h JOIN inventory i ON i.kind = 'device'"
             "       AND i.hardware_id = h.hardware_id AND i.device = :device WHERE h.uid = u.uid)"

@@ -101,8 +101,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE files ADD COLUMN url TEXT;
     """,
+    # The updates each bundle's latest revision carries (by id): approving a bundle approves their content.
+    """
+    CREATE TABLE bundled_updates (uid INTEGER NOT NULL, bundled TEXT NOT NULL, PRIMARY KEY (uid, bundled))
+        WITHOUT ROWID;
+    CREATE INDEX bundled_updates_bundled ON bundled_updates (bundled);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+# SQL: the update ``u`` is carried by a bundle that is approved and not expired (its content is approved with it).
+# The subquery does not depend on ``u``: SQLite computes it once.
+CARRIED_BY_AN_APPROVED_BUNDLE: Final = (
+    "u.id IN (SELECT b.bundled FROM bundled_updates b JOIN approvals ba ON ba.uid = b.uid"
+    " JOIN updates bu ON bu.uid = b.uid WHERE ba.action = 'approved' AND NOT bu.expired)"
+)
 
 
 def parse_anchor(anchor: str, current: int) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import msgspec
 
 from upmirror.model import FileRef, SyncRecord, SyncState, msgpack_encoder, sync_record_decoder
-from upmirror.store.schema import StoreBase, file_refs
+from upmirror.store.schema import CARRIED_BY_AN_APPROVED_BUNDLE, StoreBase, file_refs
 
 
 class Synchronization(StoreBase):
@@ -19,14 +19,15 @@ class Synchronization(StoreBase):
         self, *, languages: Sequence[str] | None, only_approved: bool, express: bool, sha1: str | None = None
     ) -> Iterator[FileRef]:
         """Every file the content directory should hold, once each by SHA-1, read page by page: files of the latest
-        revision of updates that are neither expired nor declined (and approved, when content waits for approval),
-        whose languages include a selected one or are neutral (``languages`` None: every file), skipping express
-        files unless asked. ``sha1`` narrows the answer to that one file (is it needed?)."""
+        revision of updates that are neither expired nor declined (and, when content waits for approval, approved or
+        carried by an approved bundle), whose languages include a selected one or are neutral (``languages`` None:
+        every file), skipping express files unless asked. ``sha1`` narrows the answer to that one file (is it
+        needed?)."""
         conditions = ["NOT u.expired", "coalesce(a.action, 'not_approved') != 'declined'"]
         if sha1 is not None:
             conditions.append("uf.sha1 = :sha1")
         if only_approved:
-            conditions.append("a.action = 'approved'")
+            conditions.append(f"(a.action = 'approved' OR {CARRIED_BY_AN_APPROVED_BUNDLE})")
         if not express:
             conditions.append("NOT uf.express")
         if languages is not None:

@@ -19,7 +19,14 @@ from upmirror.store.schema import FILE_COLUMNS, file_refs, paged_rows
 
 # The tables that describe an update's latest revision, row by row.
 INSERT_FILE: Final = f"INSERT OR IGNORE INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 (fixed SQL)
-UPDATE_TABLES: Final = ("update_products", "update_languages", "hardware_ids", "computer_hardware_ids", "update_files")
+UPDATE_TABLES: Final = (
+    "update_products",
+    "update_languages",
+    "hardware_ids",
+    "computer_hardware_ids",
+    "update_files",
+    "bundled_updates",
+)
 
 
 @dataclass
@@ -34,6 +41,7 @@ class UpdateRows:
     hardware_ids: list[tuple[str, int]] = field(default_factory=list)
     computer_hardware_ids: list[tuple[str, int]] = field(default_factory=list)
     update_files: list[tuple[int, str, str, bool]] = field(default_factory=list)
+    bundled_updates: list[tuple[int, str]] = field(default_factory=list)
 
     def write(self, connection: sqlite3.Connection) -> None:
         connection.executemany(INSERT_FILE, self.files)
@@ -43,6 +51,7 @@ class UpdateRows:
         connection.executemany("INSERT OR IGNORE INTO hardware_ids VALUES (?, ?)", self.hardware_ids)
         connection.executemany("INSERT OR IGNORE INTO computer_hardware_ids VALUES (?, ?)", self.computer_hardware_ids)
         connection.executemany("INSERT OR IGNORE INTO update_files VALUES (?, ?, ?, ?)", self.update_files)
+        connection.executemany("INSERT OR IGNORE INTO bundled_updates VALUES (?, ?)", self.bundled_updates)
         for rows in vars(self).values():
             rows.clear()
 
@@ -110,6 +119,7 @@ class Updates(Categories):
         rows.hardware_ids.extend((hardware_id, uid) for hardware_id in update.hardware_ids)
         rows.computer_hardware_ids.extend((computer, uid) for computer in update.computer_hardware_ids)
         rows.update_files.extend((uid, f.sha1, json.dumps(sorted(f.languages)), f.express) for f in update.files)
+        rows.bundled_updates.extend((uid, ref.update_id) for ref in update.bundled)
         return True
 
     def expire(self, update_ids: Iterable[str]) -> int:
