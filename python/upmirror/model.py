@@ -70,6 +70,9 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     blake3: Sha256Hex | None = None
     languages: list[Language] = msgspec.field(default_factory=list)
     express: bool = False
+    # The bytes are encrypted (Microsoft Update's ESD files): clients need the file's decryption key, which the store
+    # keeps beside the file (never in this record, which is listed and sent on freely).
+    encrypted: bool = False
     # Where the file is downloaded from when its upstream names an address of its own (Microsoft Update's download
     # servers); None: the upstream's /Content, by digest.
     url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
@@ -242,10 +245,15 @@ class ClientUpdatesResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 class PublishManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``upmirror publish MANIFEST`` (JSON): categories to add and updates to publish; each file is read from the
-    manifest's folder by its ``name`` and must match the size and every digest the manifest gives."""
+    manifest's folder by its ``name`` and must match the size and every digest the manifest gives. A file marked
+    ``encrypted`` needs its key in ``decryption_keys`` (SHA-1 -> base64), which WSUS downstream servers are given
+    by GetUpdateDecryptionData."""
 
     categories: list[Category] = msgspec.field(default_factory=list)
     updates: list[Update] = msgspec.field(default_factory=list)
+    decryption_keys: dict[Sha1Hex, Annotated[bytes, msgspec.Meta(min_length=1, max_length=4096)]] = msgspec.field(
+        default_factory=dict
+    )
 
 
 SyncTrigger = Literal["manual", "scheduled"]
@@ -333,6 +341,9 @@ class MetadataFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     modified: str | None = None
     patching_type: str | None = None
     sha256: str | None = None
+    # The file's own languages (none: every language of its update), and whether its bytes are encrypted.
+    languages: list[str] = msgspec.field(default_factory=list)
+    encrypted: bool = False
 
 
 class MetadataDriver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -377,6 +388,8 @@ class UpdateMetadata(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     more_info_url: str | None = None
     msrc_severity: str | None = None
     security_bulletin_id: str | None = None
+    # The languages of a language-specific update (Properties' Language children); none: language-neutral.
+    languages: list[str] = msgspec.field(default_factory=list)
     localized_properties: list[LocalizedProperties] = msgspec.field(default_factory=list)
     category_type: WsusCategoryType | None = None
     parent_category: str | None = None
