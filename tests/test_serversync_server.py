@@ -162,6 +162,28 @@ def test_a_batch_above_the_limit_is_invalid_parameters(served: tuple[Path, Upmir
     assert "101" in raised.value.message or "101" in str(raised.value.detail.findtext("Message"))
 
 
+def test_decryption_data_answers_updates_without_encrypted_files_with_none_and_checks_its_input(
+    served: tuple[Path, UpmirrorServer, str],
+) -> None:
+    root, server, token = served
+    downstream = WsusDownstream(server.url, token)
+    cookie = downstream.authenticate()
+    with Store.open(root / "upmirror.db") as store:
+        plain = next(u for u in latest_records(store) if u.files and not any(f.encrypted for f in u.files))
+    answer = downstream.sync.GetUpdateDecryptionData(
+        cookie=cookie, updateIds={"UpdateIdentity": [{"UpdateID": plain.id, "RevisionNumber": plain.revision}]}
+    )
+    (entry,) = answer.ServerSyncUpdateFileDecryption
+    assert (entry.UpdateId.UpdateID, entry.UpdateId.RevisionNumber) == (plain.id, plain.revision)
+    assert not (entry.FileDecryptionData and entry.FileDecryptionData.ServerSyncFileDecryption)
+    unknown = {"UpdateID": "00000000-0000-4000-8000-0000000000aa", "RevisionNumber": 1}
+    too_many = [{"UpdateID": plain.id, "RevisionNumber": plain.revision}] * 501
+    for asked in ([unknown], too_many):
+        with pytest.raises(zeep.exceptions.Fault) as raised:
+            downstream.sync.GetUpdateDecryptionData(cookie=cookie, updateIds={"UpdateIdentity": asked})
+        assert fault_code(raised) == "InvalidParameters"
+
+
 def test_deployments_carry_the_servers_approvals_and_declines(
     tmp_path: Path,
 ) -> None:

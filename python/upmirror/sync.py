@@ -303,7 +303,7 @@ class Synchronizer:
 
     def store_updates(self, updates: list[Update]) -> None:
         known = self.store.known_updates(u.id for u in updates)
-        self.store.add_updates(updates)
+        self.store.add_updates(updates, self.upstream.decryption_keys_of(updates))
         self.record.revised_updates += len(known)
         self.record.new_updates += len(updates) - len(known)
 

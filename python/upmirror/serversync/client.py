@@ -74,6 +74,8 @@ SOAP_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 # The largest answer accepted: Microsoft Update's unpaged GetRevisionIdList of 24,509 revisions is about 3 MB, so
 # this holds half a million; above it an answer is refused before it is parsed (huge XML tokens parse slowly).
 MAX_ANSWER: Final = 64 << 20
+# The longest decryption key taken (AES keys are 16 to 32 bytes; the protocol says nothing of a bound).
+MAX_DECRYPTION_KEY: Final = 4096
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
 
@@ -203,6 +205,9 @@ class WsusUpstream:
         # Bundled updates name only a product: their classification is the one of the bundle that carries them.
         self.bundle_classification: dict[str, str] = {}
         self.file_urls: dict[str, str] = {}
+        # Keys of encrypted files (SHA-1 -> key) fetched with their updates, until the synchronizer stores them.
+        self.decryption_keys: dict[str, bytes] = {}
+        self.decryption_batch = 100
         self.catalog_only = False
         self.parents: dict[str, str | None] = {}
         # Categories this sync's category listing brought that were not known before it.
@@ -212,16 +217,23 @@ class WsusUpstream:
 
     def server_info(self) -> ServerInfo:
         config = self.session.call("GetConfigData", [])
-        offered = []
+        # The languages the upstream supports are the Enabled ones; "all" (LanguageID 0) enabled means every
+        # language it lists (a downstream WSUS server lists every language it knows, enabling those it synchronizes).
+        listed_languages: dict[str, bool] = {}
+        every_language = False
         listed = config.child("LanguageUpdateList")
         for item in listed.children("ServerSyncLanguageData") if listed is not None else ():
-            code = languages.CODES.get(item.int_of("LanguageID", default=-1))
-            if code is not None:
-                offered.append(code)
-        if not offered:  # "all": every language the project knows
+            locale, enabled = item.int_of("LanguageID", default=-1), item.bool_of("Enabled", default=True)
+            if locale == languages.ALL_LANGUAGES:
+                every_language = enabled
+            elif (code := languages.CODES.get(locale)) is not None:
+                listed_languages[code] = enabled
+        offered = [code for code, enabled in listed_languages.items() if enabled or every_language]
+        if not listed_languages:  # nothing listed: every language the project knows
             offered = sorted(languages.LOCALE_IDS)
         self.batch_limit = max(1, config.int_of("MaxNumberOfUpdatesPerRequest", default=100))
         self.catalog_only = config.bool_of("CatalogOnlySync")
+        self.decryption_batch = max(1, config.int_of("MaxUpdatesPerRequestInGetUpdateDecryptionData", default=100))
         return ServerInfo(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, self.base)),
             version=f"wsus {config.text_of('ProtocolVersion')}",
@@ -317,13 +329,56 @@ class WsusUpstream:
         return expired
 
     def updates(self, revisions: Sequence[RevisionRef]) -> list[Update]:
+        """The records of these revisions; the keys of their encrypted files are fetched with them (kept in
+        ``decryption_keys`` until ``decryption_keys_of`` hands them to the store with the records)."""
         decoded = self.update_data([(ref.update_id, ref.revision) for ref in revisions])
         for metadata, _ in decoded:
             classification = self.classification_of(metadata)
             for bundled_id, _revision in metadata.bundled_updates:
                 if classification is not None:
                     self.bundle_classification.setdefault(bundled_id, classification)
+        self.decryption_keys.update(self.decryption_data([metadata for metadata, _ in decoded]))
         return [self.update_record(metadata, xml) for metadata, xml in decoded]
+
+    def decryption_keys_of(self, updates: Sequence[Update]) -> dict[str, bytes]:
+        """The keys of the encrypted files of these updates (taken out of ``decryption_keys``), to be stored with
+        them."""
+        wanted = {f.sha1 for update in updates for f in update.files if f.encrypted}
+        return {sha1: self.decryption_keys.pop(sha1) for sha1 in wanted if sha1 in self.decryption_keys}
+
+    def decryption_data(self, updates: Sequence[UpdateMetadata]) -> dict[str, bytes]:
+        """GetUpdateDecryptionData for the updates that carry encrypted files (IsEncrypted), within the upstream's
+        MaxUpdatesPerRequestInGetUpdateDecryptionData: the key of every encrypted file, by SHA-1. A file left without
+        a key is an error naming it (never the key), so no update is stored whose files could not be used."""
+        encrypted = {
+            (m.update_id, m.revision_number): {f.digest: f.file_name for f in m.files if f.encrypted}
+            for m in updates
+            if any(f.encrypted for f in m.files)
+        }
+        keys: dict[str, bytes] = {}
+        for batch in batched(list(encrypted), self.decryption_batch):
+            parts = ["<updateIds>", *(update_identity(i, r) for i, r in batch), "</updateIds>"]
+            result = self.session.call("GetUpdateDecryptionData", parts)
+            listed = result.child("UpdateFileDecryptionData")
+            for entry in listed.children("ServerSyncUpdateFileDecryption") if listed is not None else ():
+                files = entry.child("FileDecryptionData")
+                for item in files.children("ServerSyncFileDecryption") if files is not None else ():
+                    key = item.bytes_of("DecryptionKey")
+                    if len(key) > MAX_DECRYPTION_KEY:
+                        raise WsusProtocolError(
+                            f"GetUpdateDecryptionData answered a key of {len(key)} bytes, above the "
+                            f"{MAX_DECRYPTION_KEY} a key may have"
+                        )
+                    if key:
+                        keys[item.bytes_of("FileDigest").hex()] = key
+        for (update_id, revision), names in encrypted.items():
+            for sha1, name in names.items():
+                if sha1 not in keys:
+                    raise WsusProtocolError(
+                        f"GetUpdateDecryptionData gave no key for the encrypted file {name!r} ({sha1}) of revision "
+                        f"{revision} of update {update_id}"
+                    )
+        return keys
 
     def approvals(self, anchor: str) -> ApprovalsResponse:
         result = self.session.call(

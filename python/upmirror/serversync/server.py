@@ -234,17 +234,22 @@ class ServerSyncService:
     async def get_config_data(self, operation: Element, _: web.Request) -> Answer:
         self.cookie(operation)
 
-        def read(store: Store) -> tuple[int, list[str]]:
-            current, _ = store.categories_since("")
-            return current, store.languages()
+        root = self.options.is_root
 
-        current, offered = await self.stores.run(read)
+        def read(store: Store) -> tuple[int, list[str], set[str]]:
+            current, _ = store.categories_since("")
+            # A root holds every language its updates come in; a downstream the languages of its last successful
+            # sync: those are the ones it supports (Enabled), and what a replica below it takes.
+            return current, store.languages(), set() if root else set(store.sync_state().languages)
+
+        current, offered, synchronized = await self.stores.run(read)
         parse_anchor(operation.text_of("configAnchor") or None, current)
-        language_parts = [language_data(languages.ALL_LANGUAGES, "all", "all")]
+        language_parts = [language_data(languages.ALL_LANGUAGES, "all", "all", enabled=root)]
         for code in offered:
             locale = languages.locale_id(code)
             if locale is not None:
-                language_parts.append(language_data(locale, code, languages.language_name(code)))
+                enabled = root or code in synchronized
+                language_parts.append(language_data(locale, code, languages.language_name(code), enabled=enabled))
         parts = [
             "<GetConfigDataResult>",
             element("CatalogOnlySync", not self.options.content.store_locally),
@@ -511,13 +516,13 @@ def xml_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def language_data(locale: int, short: str, long: str) -> str:
+def language_data(locale: int, short: str, long: str, *, enabled: bool) -> str:
     return (
         "<ServerSyncLanguageData>"
         + element("LanguageID", locale)
         + element("ShortLanguage", short)
         + element("LongLanguage", long)
-        + element("Enabled", True)
+        + element("Enabled", enabled)
         + "</ServerSyncLanguageData>"
     )
 

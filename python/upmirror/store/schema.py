@@ -101,6 +101,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE files ADD COLUMN url TEXT;
     """,
+    # The key of an encrypted file (MS-WSUSSS GetUpdateDecryptionData): kept beside the file, never in the records
+    # that are listed and sent on.
+    """
+    ALTER TABLE files ADD COLUMN decryption_key BLOB;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
