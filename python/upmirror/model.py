@@ -179,13 +179,24 @@ class RevisionsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     languages: FilterList = msgspec.field(default_factory=list)
 
 
+class DriverSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A driver set of Microsoft Update (MS-WSUSSS GetDriverSetData): a computer hardware ID's driver-targeting XML
+    (the drivers for that model of computer, with operating-system prerequisites). Its format is not published:
+    upmirror keeps the XML as received and passes it on, and reads nothing in it."""
+
+    id: Guid
+    xml: Annotated[str, msgspec.Meta(max_length=1 << 20)]
+
+
 class RevisionsResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The latest revisions to fetch and the updates that expired, with the anchor to pass next. Also the answer of
-    ``/api/v1/drivers``."""
+    ``/api/v1/drivers``, where a WSUS upstream adds the driver sets new or removed since the anchor."""
 
     anchor: str
     revisions: list[RevisionRef]
     expired: list[str]
+    driver_sets: list[DriverSet] = msgspec.field(default_factory=list)
+    removed_driver_sets: list[Guid] = msgspec.field(default_factory=list)
 
 
 class UpdatesRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

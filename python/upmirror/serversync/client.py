@@ -29,6 +29,7 @@ from upmirror.model import (
     CategoriesResponse,
     Category,
     CategoryKind,
+    DriverSet,
     DriversRequest,
     FileRef,
     FilterItem,
@@ -44,6 +45,7 @@ from upmirror.serversync.records import category_record, classification_of, upda
 from upmirror.serversync.soap import (
     CONTENT_TYPE,
     DSS_AUTH,
+    GUID,
     INVALID_AUTHORIZATION_COOKIE,
     INVALID_COOKIE,
     SERVER_BUSY,
@@ -76,6 +78,8 @@ SOAP_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 MAX_ANSWER: Final = 64 << 20
 # The longest decryption key taken (AES keys are 16 to 32 bytes; the protocol says nothing of a bound).
 MAX_DECRYPTION_KEY: Final = 4096
+# The largest driver set XML taken (a set names one computer model's drivers: kilobytes).
+MAX_DRIVER_SET_XML: Final = 1 << 20
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
 
@@ -208,6 +212,7 @@ class WsusUpstream:
         # Keys of encrypted files (SHA-1 -> key) fetched with their updates, until the synchronizer stores them.
         self.decryption_keys: dict[str, bytes] = {}
         self.decryption_batch = 100
+        self.driver_set_batch = 100
         self.catalog_only = False
         self.parents: dict[str, str | None] = {}
         # Categories this sync's category listing brought that were not known before it.
@@ -234,6 +239,7 @@ class WsusUpstream:
         self.batch_limit = max(1, config.int_of("MaxNumberOfUpdatesPerRequest", default=100))
         self.catalog_only = config.bool_of("CatalogOnlySync")
         self.decryption_batch = max(1, config.int_of("MaxUpdatesPerRequestInGetUpdateDecryptionData", default=100))
+        self.driver_set_batch = max(1, config.int_of("MaxNumberOfDriverSetsPerRequest", default=100))
         return ServerInfo(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, self.base)),
             version=f"wsus {config.text_of('ProtocolVersion')}",
@@ -411,7 +417,40 @@ class WsusUpstream:
             ],
         )
         refs = new_revisions(result)
-        return RevisionsResponse(anchor=result.text_of("Anchor"), revisions=refs, expired=[])
+        return RevisionsResponse(
+            anchor=result.text_of("Anchor"),
+            revisions=refs,
+            expired=[],
+            driver_sets=self.driver_set_data(driver_set_ids(result, "NewDriverSets")),
+            removed_driver_sets=driver_set_ids(result, "RemovedDriverSets"),
+        )
+
+    def driver_set_data(self, ids: Sequence[str]) -> list[DriverSet]:
+        """GetDriverSetData for the driver sets GetDriverIdList named new, within MaxNumberOfDriverSetsPerRequest:
+        each set's driver-targeting XML, kept as received. A set named but not returned, or one not asked for, is an
+        error: the listing's anchor would otherwise move past it."""
+        found: dict[str, DriverSet] = {}
+        for batch in batched(list(dict.fromkeys(ids)), self.driver_set_batch):
+            parts = ["<driverSets>", *(element("guid", i) for i in batch), "</driverSets>"]
+            result = self.session.call("GetDriverSetData", parts)
+            listed = result.child("DriverSets")
+            for entry in listed.children("ServerSyncDriverSetData") if listed is not None else ():
+                driver_set_id = entry.text_of("DriverSetId").strip().lower()
+                xml = entry.text_of("DriverSetXml")
+                if driver_set_id not in batch:
+                    raise WsusProtocolError(
+                        f"GetDriverSetData answered driver set {driver_set_id[:60]!r}, which was not asked for"
+                    )
+                if len(xml) > MAX_DRIVER_SET_XML:
+                    raise WsusProtocolError(
+                        f"GetDriverSetData answered {len(xml) >> 10} KiB of XML for driver set {driver_set_id}, above "
+                        f"the {MAX_DRIVER_SET_XML >> 10} KiB a set may have"
+                    )
+                found[driver_set_id] = DriverSet(id=driver_set_id, xml=xml)
+            missing = [i for i in batch if i not in found]
+            if missing:
+                raise WsusProtocolError(f"GetDriverSetData did not return driver set {missing[0]}")
+        return list(found.values())
 
     def content_url(self, file: FileRef) -> str:
         """Microsoft's address for a file of Microsoft Update, else the upstream's /Content by digest (what WSUS
@@ -511,6 +550,16 @@ def new_revisions(result: Element) -> list[RevisionRef]:
     """The NewRevisions of a GetRevisionIdList or GetDriverIdList answer."""
     listed = read_update_identities(result.child("NewRevisions"))
     return [RevisionRef(update_id, revision) for update_id, revision in listed]
+
+
+def driver_set_ids(result: Element, name: str) -> list[str]:
+    """The driver set ids (GUIDs, lower case) a GetDriverIdList answer lists under ``name``."""
+    listed = result.child(name)
+    ids = [item.text.strip().lower() for item in (listed.children("guid") if listed is not None else ())]
+    for driver_set_id in ids:
+        if not GUID.fullmatch(driver_set_id):
+            raise WsusProtocolError(f"GetDriverIdList named driver set {driver_set_id[:60]!r}, which is not a GUID")
+    return ids
 
 
 def id_and_delta(name: str, items: Sequence[FilterItem]) -> str:

@@ -106,6 +106,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE files ADD COLUMN decryption_key BLOB;
     """,
+    # Driver sets taken from a WSUS upstream (GetDriverSetData), kept as received; xml NULL: removed upstream.
+    """
+    CREATE TABLE driver_sets (id TEXT PRIMARY KEY, xml TEXT, change INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX driver_sets_change ON driver_sets (change);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
