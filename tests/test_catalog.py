@@ -318,6 +318,9 @@ def test_publish_places_a_file_shared_by_two_updates_once(
         ("long extension", 'file extension ".cabinetfileextens" is not allowed'),
         ("not json", "malformed PublishManifest"),
         ("wrong type", "Expected `int`"),
+        ("encrypted without a key", "is encrypted, but decryption_keys gives no key"),
+        ("key of a plain file", "names no file the manifest marks encrypted"),
+        ("key not base64", "Invalid base64 encoded string"),
     ],
 )
 def test_bad_manifests_are_refused_and_change_nothing(
@@ -343,6 +346,13 @@ def test_bad_manifests_are_refused_and_change_nothing(
         update["files"][0]["name"] = "good.cabinetfileextens"
     elif problem == "wrong type":
         update["revision"] = "one"
+    elif problem == "encrypted without a key":
+        update["files"][0]["encrypted"] = True
+    elif problem == "key of a plain file":
+        document["decryption_keys"] = {update["files"][0]["sha1"]: "a2V5IG9mIGEgcGxhaW4gZmlsZQ=="}
+    elif problem == "key not base64":
+        update["files"][0]["encrypted"] = True
+        document["decryption_keys"] = {update["files"][0]["sha1"]: "not base64!"}
     manifest.write_text("{not json" if problem == "not json" else json.dumps(document))
     before = state(publishing_root)
     done = run_upmirror("publish", manifest, "--dir", publishing_root)

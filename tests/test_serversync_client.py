@@ -18,7 +18,7 @@ import pytest
 
 from tests.catalog_rules import Expected, latest_records
 from tests.support.cli import ok
-from tests.support.inventory import matching_drivers, report
+from tests.support.inventory import matching_drivers, post, report
 from tests.support.proxy import TinyProxy
 from tests.support.servers import (
     content_of,
@@ -33,7 +33,7 @@ from tests.support.soap_faults import MALFORMED, SoapFaultProxy
 from tests.support.tls import make_pki
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from upmirror import content_relative_path, wsus
-from upmirror.model import FileRef
+from upmirror.model import DriverSet, FileRef
 from upmirror.store import Store
 
 WSUS = ("source.protocol", "wsus")
@@ -305,6 +305,55 @@ def test_drivers_for_the_reported_hardware_come_over_get_driver_id_list(tmp_path
         drivers = {i for i, u in stored(down).items() if u.hardware_ids}
         assert drivers == matching_drivers(catalog, {first, second})
         assert drivers
+
+
+def driver_set(number: int) -> DriverSet:
+    """A driver set as Microsoft Update would send one; upmirror keeps the XML as it is, so any text will do."""
+    return DriverSet(
+        id=f"d5e7a0c1-0000-4000-8000-{number:012d}",
+        xml=f'<DriverSet Computer="model {number}"><Driver UpdateID="{number}" Note="&amp; more"/></DriverSet>',
+    )
+
+
+def test_driver_sets_for_reported_computers_come_over_get_driver_set_data_and_go_when_removed(tmp_path: Path) -> None:
+    with own_upstream(tmp_path, 10, updates=200) as (root, token, proxy):
+        with Store.open(root / "upmirror.db") as store:
+            # What a server that synchronizes from Microsoft Update holds (taken the way this test's downstream takes
+            # them): three driver sets.
+            store.take_driver_sets([driver_set(1), driver_set(2), driver_set(3)], [])
+            hardware = next(u for u in latest_records(store) if u.hardware_ids).hardware_ids[0]
+        down = make_downstream(tmp_path / "down", proxy.url, token, WSUS)
+        with UpmirrorServer(down, token=add_token(down, "clients")) as server:
+            computer = "8c2f5b1e-3a4d-4e6f-9a0b-1c2d3e4f5a6b"
+            inventory = {"device": "desk-42", "hardware_ids": [hardware], "computer_hardware_ids": [computer]}
+            assert post(server, "/api/v1/client/inventory", inventory).status == 204
+            # A fault while the sets are fetched fails the sync in one line, and none is kept.
+            proxy.plan("GetDriverSetData", "InternalServerError")
+            code, _, stderr = sync(down)
+            assert code == 1
+            assert stderr.strip().splitlines()[-1].startswith("upmirror: GetDriverSetData failed")
+            with Store.open(down / "upmirror.db") as store:
+                assert store.driver_sets([driver_set(n).id for n in (1, 2, 3)]) == []
+
+            code, _, stderr = sync(down)
+            assert code == 0, stderr
+            (listing,) = [b for o, b in proxy.bodies if o == "GetDriverIdList"][-1:]
+            assert computer.encode() in listing
+            with Store.open(down / "upmirror.db") as store:
+                assert store.driver_sets([driver_set(n).id for n in (1, 2, 3)]) == [driver_set(n) for n in (1, 2, 3)]
+
+            # Upstream, one set goes and another comes: the next sync follows.
+            with Store.open(root / "upmirror.db") as store:
+                store.take_driver_sets([driver_set(4)], [driver_set(2).id])
+            proxy.reset()
+            code, _, stderr = sync(down)
+            assert code == 0, stderr
+            (asked,) = [b for o, b in proxy.bodies if o == "GetDriverSetData"]
+            assert driver_set(4).id.encode() in asked
+            assert driver_set(1).id.encode() not in asked, "only what changed since the anchor is asked for"
+            with Store.open(down / "upmirror.db") as store:
+                held = store.driver_sets([driver_set(n).id for n in (1, 2, 3, 4)])
+            assert held == [driver_set(n) for n in (1, 3, 4)]
 
 
 # ---- transports ----

@@ -24,7 +24,7 @@ from tests.support.servers import make_root
 from tests.support.upmirror_server import UpmirrorServer, add_token
 from tests.support.wsus import AUTH_PATH, SYNC_PATH, WsusDownstream, fault_code
 from upmirror import content_relative_path, wsus
-from upmirror.model import FilterItem, RevisionsRequest
+from upmirror.model import DriverSet, FilterItem, RevisionsRequest
 from upmirror.store import Store
 
 
@@ -160,6 +160,62 @@ def test_a_batch_above_the_limit_is_invalid_parameters(served: tuple[Path, Upmir
         downstream.sync.GetUpdateData(cookie=downstream.authenticate(), updateIds={"UpdateIdentity": refs})
     assert fault_code(raised) == "InvalidParameters"
     assert "101" in raised.value.message or "101" in str(raised.value.detail.findtext("Message"))
+
+
+def test_decryption_data_answers_updates_without_encrypted_files_with_none_and_checks_its_input(
+    served: tuple[Path, UpmirrorServer, str],
+) -> None:
+    root, server, token = served
+    downstream = WsusDownstream(server.url, token)
+    cookie = downstream.authenticate()
+    with Store.open(root / "upmirror.db") as store:
+        plain = next(u for u in latest_records(store) if u.files and not any(f.encrypted for f in u.files))
+    answer = downstream.sync.GetUpdateDecryptionData(
+        cookie=cookie, updateIds={"UpdateIdentity": [{"UpdateID": plain.id, "RevisionNumber": plain.revision}]}
+    )
+    (entry,) = answer.ServerSyncUpdateFileDecryption
+    assert (entry.UpdateId.UpdateID, entry.UpdateId.RevisionNumber) == (plain.id, plain.revision)
+    assert not (entry.FileDecryptionData and entry.FileDecryptionData.ServerSyncFileDecryption)
+    unknown = {"UpdateID": "00000000-0000-4000-8000-0000000000aa", "RevisionNumber": 1}
+    too_many = [{"UpdateID": plain.id, "RevisionNumber": plain.revision}] * 501
+    for asked in ([unknown], too_many):
+        with pytest.raises(zeep.exceptions.Fault) as raised:
+            downstream.sync.GetUpdateDecryptionData(cookie=cookie, updateIds={"UpdateIdentity": asked})
+        assert fault_code(raised) == "InvalidParameters"
+
+
+def test_driver_sets_are_listed_for_computer_ids_and_answered_as_stored(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root", updates=30, content="1M", seed=5)
+    kept = DriverSet(id="0d6f2c1a-0000-4000-8000-000000000001", xml='<Set Model="a &lt; b"/>')
+    gone = DriverSet(id="0d6f2c1a-0000-4000-8000-000000000002", xml="<Set/>")
+    with Store.open(root / "upmirror.db") as store:
+        store.take_driver_sets([kept, gone], [])
+        before = store.anchor()
+        store.take_driver_sets([], [gone.id])
+    token = add_token(root, "wsus-branch")
+    with UpmirrorServer(root, token=token) as server:
+        downstream = WsusDownstream(server.url, token)
+        cookie = downstream.authenticate()
+        computer = {"IdAndDelta": [{"Id": "8c2f5b1e-3a4d-4e6f-9a0b-1c2d3e4f5a6b", "Delta": False}]}
+        listing = downstream.sync.GetDriverIdList(cookie=cookie, filter={"ComputerIds": computer})
+        assert listing.NewDriverSets.guid == [kept.id]
+        without_computers = downstream.sync.GetDriverIdList(cookie=cookie, filter={})
+        assert not (without_computers.NewDriverSets and without_computers.NewDriverSets.guid)
+        since = downstream.sync.GetDriverIdList(
+            cookie=cookie, filter={"Anchor": f"{before},2026-01-01 00:00:00.000", "ComputerIds": computer}
+        )
+        assert since.RemovedDriverSets.guid == [gone.id]
+        assert not (since.NewDriverSets and since.NewDriverSets.guid)
+
+        answer = downstream.sync.GetDriverSetData(
+            cookie=cookie, driverSets={"guid": [kept.id, gone.id, "0d6f2c1a-0000-4000-8000-0000000000ff"]}
+        )
+        (only,) = answer.ServerSyncDriverSetData
+        assert (only.DriverSetId, only.DriverSetXml) == (kept.id, kept.xml)
+        for bad in ([kept.id] * 101, ["not-a-guid"]):
+            with pytest.raises(zeep.exceptions.Fault) as raised:
+                downstream.sync.GetDriverSetData(cookie=cookie, driverSets={"guid": bad})
+            assert fault_code(raised) == "InvalidParameters"
 
 
 def test_deployments_carry_the_servers_approvals_and_declines(

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from upmirror._native import (
@@ -17,6 +18,9 @@ from upmirror._native import (
     read_cabinet,
     write_cabinet,
 )
+from upmirror.model import UpdateMetadata
+from upmirror.serversync.languages import metadata_languages
+from upmirror.serversync.records import update_record
 
 FIXTURES = Path(__file__).resolve().parent.parent / "rust" / "core" / "tests" / "fixtures" / "wsus"
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.xml"))
@@ -191,3 +195,24 @@ def test_a_cabinet_above_the_size_limit_or_truncated_is_refused() -> None:
         read_cabinet(cabinet[: len(cabinet) // 2], max_size=8 << 20)
     with pytest.raises(ValueError, match="not allowed"):
         write_cabinet([("", b"x")])
+
+
+def test_languages_of_update_xml_become_upmirror_language_codes() -> None:
+    """The language-specific fixture's update and file languages as records.update_record maps them: upmirror's
+    spelling of known codes, "all"/NeutralLanguage for no language, a code of another shape left out."""
+    metadata = msgspec.convert(decode_update_blob(fixture("language-specific"), compressed=False), UpdateMetadata)
+    record = update_record(metadata, b"<xml/>", lambda _id: None)
+    assert record.languages == ["de", "fr"]
+    assert [(f.name, f.languages, f.encrypted) for f in record.files] == [
+        ("langpack-de.esd", ["de"], True),
+        ("langpack-fr.esd", ["fr"], False),
+        ("langpack-common.cab", [], False),
+    ]
+    assert metadata_languages(["zh-cn", "PT-br", "all", "NeutralLanguage", "en", "en", "x-y_z", "sr-Latn-RS"]) == [
+        "zh-CN",
+        "pt-BR",
+        "en",
+        "sr-Latn-RS",
+    ]
+    neutral = msgspec.structs.replace(metadata, languages=["all"], files=[])
+    assert update_record(neutral, b"<xml/>", lambda _id: None).languages == []

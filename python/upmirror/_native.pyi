@@ -457,6 +457,8 @@ class _UpdateFile(TypedDict):
     modified: str | None
     patching_type: str | None
     sha256: str | None
+    languages: list[str]
+    encrypted: bool
 
 # "class" is a keyword, hence the functional form.
 _DriverMetadata = TypedDict(
@@ -491,6 +493,7 @@ class _UpdateMetadata(TypedDict):
     more_info_url: str | None
     msrc_severity: str | None
     security_bulletin_id: str | None
+    languages: list[str]
     localized_properties: list[_LocalizedProperties]
     category_type: str | None
     parent_category: str | None
@@ -513,12 +516,14 @@ def decode_update_blob(data: bytes, compressed: bool) -> _UpdateMetadata:
     update_id, revision_number; update_type (Software, Driver, Category, Detectoid); default_language;
     publication_state (Published, Expired); creation_date; explicitly_deployable; is_public; handler (the
     Properties Handler namespace); eula_id; kb_article_id; support_url; more_info_url; msrc_severity;
-    security_bulletin_id; localized_properties [{language, title, description}]; category_type (Company,
+    security_bulletin_id; languages (Properties' Language children: a language-specific update's languages);
+    localized_properties [{language, title, description}]; category_type (Company,
     ProductFamily, Product, UpdateClassification); parent_category (a category's first IsCategory prerequisite);
     prerequisites (ids that must all be installed); prerequisite_groups (AtLeastOne groups); category_groups
     (AtLeastOne IsCategory="true" groups: an update's products and its classification, which the caller tells apart);
     bundled_updates [(update_id, revision_number)]; superseded_updates; files and eula_files [{file_name, digest
-    (SHA-1), digest_algorithm, size, modified, patching_type, sha256}]; handler_data_type (HandlerSpecificData's
+    (SHA-1), digest_algorithm, size, modified, patching_type, sha256, languages (the file's Language children),
+    encrypted (IsEncrypted)}]; handler_data_type (HandlerSpecificData's
     xsi:type, e.g. Category, CommandLineInstallation, WindowsDriver, Cbs); drivers [{hardware_id, whql_driver_id,
     manufacturer, company, provider, driver_ver_date, driver_ver_version, class, distribution_computer_hardware_ids,
     target_computer_hardware_ids}].

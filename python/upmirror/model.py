@@ -77,6 +77,9 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     blake3: Sha256Hex | None = None
     languages: list[Language] = msgspec.field(default_factory=list)
     express: bool = False
+    # The bytes are encrypted (Microsoft Update's ESD files): clients need the file's decryption key, which the store
+    # keeps beside the file (never in this record, which is listed and sent on freely).
+    encrypted: bool = False
     # Where the file is downloaded from when its upstream names an address of its own (Microsoft Update's download
     # servers); None: the upstream's /Content, by digest.
     url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
@@ -188,13 +191,24 @@ class RevisionsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     languages: FilterList = msgspec.field(default_factory=list)
 
 
+class DriverSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A driver set of Microsoft Update (MS-WSUSSS GetDriverSetData): a computer hardware ID's driver-targeting XML
+    (the drivers for that model of computer, with operating-system prerequisites). Its format is not published:
+    upmirror keeps the XML as received and passes it on, and reads nothing in it."""
+
+    id: Guid
+    xml: Annotated[str, msgspec.Meta(max_length=1 << 20)]
+
+
 class RevisionsResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The latest revisions to fetch and the updates that expired, with the anchor to pass next. Also the answer of
-    ``/api/v1/drivers``."""
+    ``/api/v1/drivers``, where a WSUS upstream adds the driver sets new or removed since the anchor."""
 
     anchor: str
     revisions: list[RevisionRef]
     expired: list[str]
+    driver_sets: list[DriverSet] = msgspec.field(default_factory=list)
+    removed_driver_sets: list[Guid] = msgspec.field(default_factory=list)
 
 
 class UpdatesRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -254,10 +268,15 @@ class ClientUpdatesResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 class PublishManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``upmirror publish MANIFEST`` (JSON): categories to add and updates to publish; each file is read from the
-    manifest's folder by its ``name`` and must match the size and every digest the manifest gives."""
+    manifest's folder by its ``name`` and must match the size and every digest the manifest gives. A file marked
+    ``encrypted`` needs its key in ``decryption_keys`` (SHA-1 -> base64), which WSUS downstream servers are given
+    by GetUpdateDecryptionData."""
 
     categories: list[Category] = msgspec.field(default_factory=list)
     updates: list[Update] = msgspec.field(default_factory=list)
+    decryption_keys: dict[Sha1Hex, Annotated[bytes, msgspec.Meta(min_length=1, max_length=4096)]] = msgspec.field(
+        default_factory=dict
+    )
 
 
 SyncTrigger = Literal["manual", "scheduled"]
@@ -345,6 +364,9 @@ class MetadataFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     modified: str | None = None
     patching_type: str | None = None
     sha256: str | None = None
+    # The file's own languages (none: every language of its update), and whether its bytes are encrypted.
+    languages: list[str] = msgspec.field(default_factory=list)
+    encrypted: bool = False
 
 
 class MetadataDriver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -389,6 +411,8 @@ class UpdateMetadata(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     more_info_url: str | None = None
     msrc_severity: str | None = None
     security_bulletin_id: str | None = None
+    # The languages of a language-specific update (Properties' Language children); none: language-neutral.
+    languages: list[str] = msgspec.field(default_factory=list)
     localized_properties: list[LocalizedProperties] = msgspec.field(default_factory=list)
     category_type: WsusCategoryType | None = None
     parent_category: str | None = None

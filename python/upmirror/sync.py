@@ -238,6 +238,9 @@ class Synchronizer:
                 )
             )
             self.take_listing(drivers, info.max_updates_per_request, "drivers for the reported hardware")
+            if drivers.driver_sets or drivers.removed_driver_sets:
+                changed = self.store.take_driver_sets(drivers.driver_sets, drivers.removed_driver_sets)
+                self.on_event(f"driver sets: {changed} new, changed or removed")
             driver_anchor = drivers.anchor
 
         approval_anchor = state.approval_anchor
@@ -303,7 +306,7 @@ class Synchronizer:
 
     def store_updates(self, updates: list[Update]) -> None:
         known = self.store.known_updates(u.id for u in updates)
-        self.store.add_updates(updates)
+        self.store.add_updates(updates, self.upstream.decryption_keys_of(updates))
         self.record.revised_updates += len(known)
         self.record.new_updates += len(updates) - len(known)
 

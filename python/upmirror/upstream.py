@@ -152,6 +152,12 @@ class Upstream:
     def updates(self, revisions: Sequence[RevisionRef]) -> list[Update]:
         return self._call("POST", "/api/v1/updates", UpdatesResponse, UpdatesRequest(revisions=list(revisions))).updates
 
+    def decryption_keys_of(self, updates: Sequence[Update]) -> dict[str, bytes]:
+        """The keys of encrypted files among these updates: upmirror's protocol carries none (a WSUS upstream does:
+        GetUpdateDecryptionData)."""
+        del updates
+        return {}
+
     def approvals(self, anchor: str) -> ApprovalsResponse:
         return self._call("POST", "/api/v1/approvals", ApprovalsResponse, ApprovalsRequest(anchor=anchor))
 

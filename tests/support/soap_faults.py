@@ -26,9 +26,9 @@ from defusedxml.ElementTree import fromstring
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 # Malformed answers: a body that is not XML; a GetUpdateData whose compressed blobs are not cabinets; update XML
-# that is not update XML; an answer above what a client should accept (OVERSIZED_BYTES of padding: WSUS's largest
-# answers, unpaged revision lists, are a few MB).
-MALFORMED = ("not-xml", "bad-cabinet", "not-update-xml", "oversized")
+# that is not update XML; a GetUpdateDecryptionData without its keys; an answer above what a client should accept
+# (OVERSIZED_BYTES of padding: WSUS's largest answers, unpaged revision lists, are a few MB).
+MALFORMED = ("not-xml", "bad-cabinet", "not-update-xml", "no-decryption-key", "oversized")
 OVERSIZED_BYTES = 96 << 20
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -80,6 +80,8 @@ def spoil(answer: str, body: bytes) -> bytes:
             b"<XmlUpdateBlobCompressed>" + junk + b"</XmlUpdateBlobCompressed>",
             body,
         )
+    if answer == "no-decryption-key":
+        return re.sub(rb"<DecryptionKey>[^<]*</DecryptionKey>", b"", body)
     if answer == "not-update-xml":
         return re.sub(rb"<XmlUpdateBlob>[^<]*<", b"<XmlUpdateBlob>&lt;recipe&gt;soup&lt;/recipe&gt;<", body)
     raise AssertionError(f"unknown malformed answer {answer!r}")

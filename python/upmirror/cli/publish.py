@@ -6,6 +6,10 @@ content store places the copies in one call (``place_staged``): each must have t
 manifest gives (missing SHA-256/blake3 are filled in from what it computed), and one that does not refuses the
 whole set, so a bad manifest is refused with one line naming the problem and changes nothing. The updates are
 stored once the files are in place; if that fails, the files this publish placed are taken out again.
+
+An encrypted file (``"encrypted": true``) is published with its key (``decryption_keys``: SHA-1 -> base64); the
+store keeps the key beside the file, and WSUS downstream servers get it from GetUpdateDecryptionData. The key is
+never printed.
 """
 
 from __future__ import annotations
@@ -60,6 +64,20 @@ def check_categories(store: Store, manifest: PublishManifest) -> None:
         for product in update.products:
             if known.get(product) not in PRODUCT_KINDS:
                 raise InputError(f"update {update.id} names unknown product {product}")
+
+
+def check_decryption_keys(manifest: PublishManifest) -> None:
+    """Every encrypted file has a key, and every key belongs to an encrypted file (errors name files, never keys)."""
+    encrypted = {f.sha1 for update in manifest.updates for f in update.files if f.encrypted}
+    for update in manifest.updates:
+        for ref in update.files:
+            if ref.encrypted and ref.sha1 not in manifest.decryption_keys:
+                raise InputError(
+                    f"update {update.id}: {ref.name!r} is encrypted, but decryption_keys gives no key for {ref.sha1}"
+                )
+    for sha1 in manifest.decryption_keys:
+        if sha1 not in encrypted:
+            raise InputError(f"decryption_keys: {sha1} names no file the manifest marks encrypted")
 
 
 DIGESTS = ("sha256", "blake3")
@@ -140,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     content = directory.content_dir(options)
     with Store.open(directory.database_path) as store:
         check_categories(store, manifest)
+        check_decryption_keys(manifest)
         completed, placed = stage_and_place(manifest, manifest_path.parent, content)
         updates = [
             msgspec.structs.replace(
@@ -152,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         try:
             store.add_categories(manifest.categories)
-            added = store.add_updates(updates)
+            added = store.add_updates(updates, manifest.decryption_keys)
         except BaseException:
             # All or nothing: the files this publish placed go again, and the content index forgets them.
             for relative in placed:

@@ -29,6 +29,7 @@ from upmirror.model import (
     CategoriesResponse,
     Category,
     CategoryKind,
+    DriverSet,
     DriversRequest,
     FileRef,
     FilterItem,
@@ -44,6 +45,7 @@ from upmirror.serversync.records import category_record, classification_of, upda
 from upmirror.serversync.soap import (
     CONTENT_TYPE,
     DSS_AUTH,
+    GUID,
     INVALID_AUTHORIZATION_COOKIE,
     INVALID_COOKIE,
     SERVER_BUSY,
@@ -74,6 +76,10 @@ SOAP_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 # The largest answer accepted: Microsoft Update's unpaged GetRevisionIdList of 24,509 revisions is about 3 MB, so
 # this holds half a million; above it an answer is refused before it is parsed (huge XML tokens parse slowly).
 MAX_ANSWER: Final = 64 << 20
+# The longest decryption key taken (AES keys are 16 to 32 bytes; the protocol says nothing of a bound).
+MAX_DECRYPTION_KEY: Final = 4096
+# The largest driver set XML taken (a set names one computer model's drivers: kilobytes).
+MAX_DRIVER_SET_XML: Final = 1 << 20
 
 Send = Callable[[str, str, bytes | None, dict[str, str]], HttpResponse]
 
@@ -203,6 +209,10 @@ class WsusUpstream:
         # Bundled updates name only a product: their classification is the one of the bundle that carries them.
         self.bundle_classification: dict[str, str] = {}
         self.file_urls: dict[str, str] = {}
+        # Keys of encrypted files (SHA-1 -> key) fetched with their updates, until the synchronizer stores them.
+        self.decryption_keys: dict[str, bytes] = {}
+        self.decryption_batch = 100
+        self.driver_set_batch = 100
         self.catalog_only = False
         self.parents: dict[str, str | None] = {}
         # Categories this sync's category listing brought that were not known before it.
@@ -212,16 +222,24 @@ class WsusUpstream:
 
     def server_info(self) -> ServerInfo:
         config = self.session.call("GetConfigData", [])
-        offered = []
+        # The languages the upstream supports are the Enabled ones; "all" (LanguageID 0) enabled means every
+        # language it lists (a downstream WSUS server lists every language it knows, enabling those it synchronizes).
+        listed_languages: dict[str, bool] = {}
+        every_language = False
         listed = config.child("LanguageUpdateList")
         for item in listed.children("ServerSyncLanguageData") if listed is not None else ():
-            code = languages.CODES.get(item.int_of("LanguageID", default=-1))
-            if code is not None:
-                offered.append(code)
-        if not offered:  # "all": every language the project knows
+            locale, enabled = item.int_of("LanguageID", default=-1), item.bool_of("Enabled", default=True)
+            if locale == languages.ALL_LANGUAGES:
+                every_language = enabled
+            elif (code := languages.CODES.get(locale)) is not None:
+                listed_languages[code] = enabled
+        offered = [code for code, enabled in listed_languages.items() if enabled or every_language]
+        if not listed_languages:  # nothing listed: every language the project knows
             offered = sorted(languages.LOCALE_IDS)
         self.batch_limit = max(1, config.int_of("MaxNumberOfUpdatesPerRequest", default=100))
         self.catalog_only = config.bool_of("CatalogOnlySync")
+        self.decryption_batch = max(1, config.int_of("MaxUpdatesPerRequestInGetUpdateDecryptionData", default=100))
+        self.driver_set_batch = max(1, config.int_of("MaxNumberOfDriverSetsPerRequest", default=100))
         return ServerInfo(
             id=str(uuid.uuid5(uuid.NAMESPACE_URL, self.base)),
             version=f"wsus {config.text_of('ProtocolVersion')}",
@@ -317,13 +335,56 @@ class WsusUpstream:
         return expired
 
     def updates(self, revisions: Sequence[RevisionRef]) -> list[Update]:
+        """The records of these revisions; the keys of their encrypted files are fetched with them (kept in
+        ``decryption_keys`` until ``decryption_keys_of`` hands them to the store with the records)."""
         decoded = self.update_data([(ref.update_id, ref.revision) for ref in revisions])
         for metadata, _ in decoded:
             classification = self.classification_of(metadata)
             for bundled_id, _revision in metadata.bundled_updates:
                 if classification is not None:
                     self.bundle_classification.setdefault(bundled_id, classification)
+        self.decryption_keys.update(self.decryption_data([metadata for metadata, _ in decoded]))
         return [self.update_record(metadata, xml) for metadata, xml in decoded]
+
+    def decryption_keys_of(self, updates: Sequence[Update]) -> dict[str, bytes]:
+        """The keys of the encrypted files of these updates (taken out of ``decryption_keys``), to be stored with
+        them."""
+        wanted = {f.sha1 for update in updates for f in update.files if f.encrypted}
+        return {sha1: self.decryption_keys.pop(sha1) for sha1 in wanted if sha1 in self.decryption_keys}
+
+    def decryption_data(self, updates: Sequence[UpdateMetadata]) -> dict[str, bytes]:
+        """GetUpdateDecryptionData for the updates that carry encrypted files (IsEncrypted), within the upstream's
+        MaxUpdatesPerRequestInGetUpdateDecryptionData: the key of every encrypted file, by SHA-1. A file left without
+        a key is an error naming it (never the key), so no update is stored whose files could not be used."""
+        encrypted = {
+            (m.update_id, m.revision_number): {f.digest: f.file_name for f in m.files if f.encrypted}
+            for m in updates
+            if any(f.encrypted for f in m.files)
+        }
+        keys: dict[str, bytes] = {}
+        for batch in batched(list(encrypted), self.decryption_batch):
+            parts = ["<updateIds>", *(update_identity(i, r) for i, r in batch), "</updateIds>"]
+            result = self.session.call("GetUpdateDecryptionData", parts)
+            listed = result.child("UpdateFileDecryptionData")
+            for entry in listed.children("ServerSyncUpdateFileDecryption") if listed is not None else ():
+                files = entry.child("FileDecryptionData")
+                for item in files.children("ServerSyncFileDecryption") if files is not None else ():
+                    key = item.bytes_of("DecryptionKey")
+                    if len(key) > MAX_DECRYPTION_KEY:
+                        raise WsusProtocolError(
+                            f"GetUpdateDecryptionData answered a key of {len(key)} bytes, above the "
+                            f"{MAX_DECRYPTION_KEY} a key may have"
+                        )
+                    if key:
+                        keys[item.bytes_of("FileDigest").hex()] = key
+        for (update_id, revision), names in encrypted.items():
+            for sha1, name in names.items():
+                if sha1 not in keys:
+                    raise WsusProtocolError(
+                        f"GetUpdateDecryptionData gave no key for the encrypted file {name!r} ({sha1}) of revision "
+                        f"{revision} of update {update_id}"
+                    )
+        return keys
 
     def approvals(self, anchor: str) -> ApprovalsResponse:
         result = self.session.call(
@@ -356,7 +417,40 @@ class WsusUpstream:
             ],
         )
         refs = new_revisions(result)
-        return RevisionsResponse(anchor=result.text_of("Anchor"), revisions=refs, expired=[])
+        return RevisionsResponse(
+            anchor=result.text_of("Anchor"),
+            revisions=refs,
+            expired=[],
+            driver_sets=self.driver_set_data(driver_set_ids(result, "NewDriverSets")),
+            removed_driver_sets=driver_set_ids(result, "RemovedDriverSets"),
+        )
+
+    def driver_set_data(self, ids: Sequence[str]) -> list[DriverSet]:
+        """GetDriverSetData for the driver sets GetDriverIdList named new, within MaxNumberOfDriverSetsPerRequest:
+        each set's driver-targeting XML, kept as received. A set named but not returned, or one not asked for, is an
+        error: the listing's anchor would otherwise move past it."""
+        found: dict[str, DriverSet] = {}
+        for batch in batched(list(dict.fromkeys(ids)), self.driver_set_batch):
+            parts = ["<driverSets>", *(element("guid", i) for i in batch), "</driverSets>"]
+            result = self.session.call("GetDriverSetData", parts)
+            listed = result.child("DriverSets")
+            for entry in listed.children("ServerSyncDriverSetData") if listed is not None else ():
+                driver_set_id = entry.text_of("DriverSetId").strip().lower()
+                xml = entry.text_of("DriverSetXml")
+                if driver_set_id not in batch:
+                    raise WsusProtocolError(
+                        f"GetDriverSetData answered driver set {driver_set_id[:60]!r}, which was not asked for"
+                    )
+                if len(xml) > MAX_DRIVER_SET_XML:
+                    raise WsusProtocolError(
+                        f"GetDriverSetData answered {len(xml) >> 10} KiB of XML for driver set {driver_set_id}, above "
+                        f"the {MAX_DRIVER_SET_XML >> 10} KiB a set may have"
+                    )
+                found[driver_set_id] = DriverSet(id=driver_set_id, xml=xml)
+            missing = [i for i in batch if i not in found]
+            if missing:
+                raise WsusProtocolError(f"GetDriverSetData did not return driver set {missing[0]}")
+        return list(found.values())
 
     def content_url(self, file: FileRef) -> str:
         """Microsoft's address for a file of Microsoft Update, else the upstream's /Content by digest (what WSUS
@@ -457,6 +551,16 @@ def new_revisions(result: Element) -> list[RevisionRef]:
     """The NewRevisions of a GetRevisionIdList or GetDriverIdList answer."""
     listed = read_update_identities(result.child("NewRevisions"))
     return [RevisionRef(update_id, revision) for update_id, revision in listed]
+
+
+def driver_set_ids(result: Element, name: str) -> list[str]:
+    """The driver set ids (GUIDs, lower case) a GetDriverIdList answer lists under ``name``."""
+    listed = result.child(name)
+    ids = [item.text.strip().lower() for item in (listed.children("guid") if listed is not None else ())]
+    for driver_set_id in ids:
+        if not GUID.fullmatch(driver_set_id):
+            raise WsusProtocolError(f"GetDriverIdList named driver set {driver_set_id[:60]!r}, which is not a GUID")
+    return ids
 
 
 def id_and_delta(name: str, items: Sequence[FilterItem]) -> str:

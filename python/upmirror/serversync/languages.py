@@ -3,6 +3,8 @@ locale ID (1033 for English), while update metadata and upmirror's options name 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Final
 
 from upmirror import wsus
@@ -18,6 +20,31 @@ LOCALE_IDS: Final[dict[str, int]] = {
 CODES: Final[dict[int, str]] = {locale: code for code, locale in LOCALE_IDS.items()}
 # "All languages": what a WSUS server lists first among the languages it offers.
 ALL_LANGUAGES: Final = 0
+
+
+# What update XML says for "every language": the specification's NeutralLanguage value, and WSUS's "all".
+NEUTRAL: Final = frozenset({"all", "neutrallanguage"})
+# upmirror's language codes (model.Language): a primary tag in lower case, then up to two subtags.
+CODE_SHAPE: Final = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
+_KNOWN: Final[dict[str, str]] = {code.lower(): code for code in wsus.LANGUAGES}
+
+
+def metadata_languages(codes: Iterable[str]) -> list[str]:
+    """The upmirror codes of the languages update XML names (``upd:Language``): known codes in upmirror's spelling
+    whatever their case (``zh-cn`` is ``zh-CN``); "all" and NeutralLanguage name no language of their own; a code of
+    another shape is left out (an update left with none is neutral: taken for every language, never lost)."""
+    found: dict[str, None] = {}
+    for code in codes:
+        lowered = code.strip().lower()
+        if lowered in NEUTRAL:
+            continue
+        known = _KNOWN.get(lowered)
+        if known is None:
+            primary, _, rest = code.strip().partition("-")
+            known = f"{primary.lower()}-{rest}" if rest else primary.lower()
+        if CODE_SHAPE.fullmatch(known):
+            found[known] = None
+    return list(found)
 
 
 def locale_id(code: str) -> int | None:

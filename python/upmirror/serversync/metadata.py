@@ -92,12 +92,13 @@ def compress(xml: str) -> bytes | None:
     return _native.write_cabinet([(CABINET_MEMBER, xml.encode("utf-16-le"))])
 
 
-def decryption_keys(store: Store, refs: Sequence[tuple[str, int]]) -> list[list[tuple[str, bytes]]]:
-    """(SHA-1, key) of each encrypted file of each update: upmirror's own updates have no encrypted files."""
-    for update_id, revision in refs:
-        if store.update(update_id, revision) is None:
-            raise SoapFault(INVALID_PARAMETERS, f"updateIds: revision {revision} of {update_id} is not on this server")
-    return [[] for _ in refs]
+def decryption_keys(store: Store, refs: Sequence[tuple[str, int]]) -> list[list[tuple[str, bytes | None]]]:
+    """(SHA-1, key) of each encrypted file of each update, as the store keeps them (None: no key is known); updates
+    without encrypted files have none. An identity this server does not hold is a bad parameter."""
+    try:
+        return store.decryption_keys(refs)
+    except LookupError as unknown:
+        raise SoapFault(INVALID_PARAMETERS, f"updateIds: {unknown.args[0]} is not on this server") from None
 
 
 def unknown_files(store: Store, digests: Iterable[str]) -> list[str]:

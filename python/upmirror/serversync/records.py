@@ -32,6 +32,7 @@ from upmirror.model import (
     UpdateMetadata,
     WsusCategoryType,
 )
+from upmirror.serversync.languages import metadata_languages
 
 HANDLERS: Final = "http://schemas.microsoft.com/msus/2002/12/UpdateHandlers"
 CATEGORY_HANDLER: Final = f"{HANDLERS}/Category"
@@ -77,7 +78,8 @@ def category_metadata(category: Category) -> UpdateMetadata:
 
 def update_metadata(update: Update) -> UpdateMetadata:
     """An upmirror update as the update XML a WSUS server sends for it: products and classification as IsCategory
-    prerequisite groups, files with SHA-1 and SHA-256, supersedence, drivers' hardware IDs."""
+    prerequisite groups, files with SHA-1 and SHA-256 (and their languages, and IsEncrypted), the languages of a
+    language-specific update, supersedence, drivers' hardware IDs."""
     created = datetime.datetime.combine(update.release_date, datetime.time(), datetime.UTC)
     return UpdateMetadata(
         update_id=update.id,
@@ -90,6 +92,7 @@ def update_metadata(update: Update) -> UpdateMetadata:
         is_public=True,
         handler=DRIVER_HANDLER if update.is_driver else COMMAND_LINE_HANDLER,
         kb_article_id=update.kb_article or None,
+        languages=list(update.languages),
         localized_properties=[
             LocalizedProperties(language=LANGUAGE, title=update.title, description=update.description or None)
         ],
@@ -104,6 +107,8 @@ def update_metadata(update: Update) -> UpdateMetadata:
                 size=f.size,
                 sha256=f.sha256,
                 patching_type="Express" if f.express else None,
+                languages=list(f.languages),
+                encrypted=f.encrypted,
             )
             for f in update.files
         ],
@@ -222,6 +227,11 @@ def update_record(
     description = next((p.description for p in metadata.localized_properties if p.description), "") or ""
     created = (metadata.creation_date or "2000-01-01")[:10]
     urls = file_urls or {}
+    file_languages = [metadata_languages(f.languages) for f in metadata.files]
+    # An update that names no languages of its own but whose files do is for the languages of its files.
+    languages = metadata_languages(metadata.languages) or list(
+        dict.fromkeys(c for codes in file_languages for c in codes)
+    )
     return Update(
         id=metadata.update_id,
         revision=metadata.revision_number,
@@ -231,16 +241,19 @@ def update_record(
         release_date=datetime.date.fromisoformat(created),
         kb_article=(metadata.kb_article_id or "")[:10] if (metadata.kb_article_id or "").isdigit() else "",
         description=description[:10_000],
+        languages=languages[:200],
         files=[
             FileRef(
                 sha1=f.digest,
                 size=f.size,
                 name=f.file_name,
                 sha256=f.sha256,
+                languages=codes,
                 express=f.patching_type is not None,
+                encrypted=f.encrypted,
                 url=urls.get(f.digest),
             )
-            for f in metadata.files
+            for f, codes in zip(metadata.files, file_languages, strict=True)
         ],
         supersedes=list(metadata.superseded_updates),
         prerequisites=list(metadata.prerequisites)[:1000],

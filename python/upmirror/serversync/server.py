@@ -234,17 +234,22 @@ class ServerSyncService:
     async def get_config_data(self, operation: Element, _: web.Request) -> Answer:
         self.cookie(operation)
 
-        def read(store: Store) -> tuple[int, list[str]]:
-            current, _ = store.categories_since("")
-            return current, store.languages()
+        root = self.options.is_root
 
-        current, offered = await self.stores.run(read)
+        def read(store: Store) -> tuple[int, list[str], set[str]]:
+            current, _ = store.categories_since("")
+            # A root holds every language its updates come in; a downstream the languages of its last successful
+            # sync: those are the ones it supports (Enabled), and what a replica below it takes.
+            return current, store.languages(), set() if root else set(store.sync_state().languages)
+
+        current, offered, synchronized = await self.stores.run(read)
         parse_anchor(operation.text_of("configAnchor") or None, current)
-        language_parts = [language_data(languages.ALL_LANGUAGES, "all", "all")]
+        language_parts = [language_data(languages.ALL_LANGUAGES, "all", "all", enabled=root)]
         for code in offered:
             locale = languages.locale_id(code)
             if locale is not None:
-                language_parts.append(language_data(locale, code, languages.language_name(code)))
+                enabled = root or code in synchronized
+                language_parts.append(language_data(locale, code, languages.language_name(code), enabled=enabled))
         parts = [
             "<GetConfigDataResult>",
             element("CatalogOnlySync", not self.options.content.store_locally),
@@ -453,7 +458,7 @@ class ServerSyncService:
                 f"at most {MAX_HARDWARE_IDS} PnpHardwareIds and {MAX_COMPUTER_IDS} ComputerIds per request",
             )
 
-        def listing(store: Store) -> tuple[int, list[tuple[str, int]]]:
+        def listing(store: Store) -> tuple[int, list[tuple[str, int]], list[str], list[str]]:
             since = parse_anchor(anchor_text, store.anchor())
             request = DriversRequest(
                 anchor=str(since),
@@ -461,23 +466,51 @@ class ServerSyncService:
                 computer_hardware_ids=[FilterItem(cid, True) for cid in computers],
             )
             with store.drivers_since(request) as found:
-                return found.anchor, [ref for page in found.revisions for ref in page]
+                revisions = [ref for page in found.revisions for ref in page]
+                # The driver sets this server took from its upstream (for the computer IDs its own clients
+                # reported) go to a downstream that names computer IDs; what a set matches is in its XML, which
+                # upmirror does not read. No computer IDs: no driver sets (the specification's rule).
+                new_sets, removed_sets = store.driver_sets_since(since)
+                return found.anchor, revisions, new_sets if computers else [], removed_sets if since else []
 
-        current, revisions = await self.stores.run(listing)
+        current, revisions, new_sets, removed_sets = await self.stores.run(listing)
         parts = [
             "<GetDriverIdListResult>",
             element("Anchor", format_anchor(current)),
             "<NewRevisions>",
             *update_identities(revisions),
-            "</NewRevisions><NewDriverSets /><RemovedDriverSets />",
-            "</GetDriverIdListResult>",
+            "</NewRevisions><NewDriverSets>",
+            *(element("guid", i) for i in new_sets),
+            "</NewDriverSets><RemovedDriverSets>",
+            *(element("guid", i) for i in removed_sets),
+            "</RemovedDriverSets></GetDriverIdListResult>",
         ]
         return Answer("GetDriverIdListResponse", parts)
 
     async def get_driver_set_data(self, operation: Element, _: web.Request) -> Answer:
-        """upmirror keeps no driver sets: every listed identity is answered with none."""
+        """The driver-targeting XML of the named driver sets this server holds (unknown and removed ones are left
+        out); more than MaxNumberOfDriverSetsPerRequest, or no list, is InvalidParameters."""
         self.cookie(operation)
-        return Answer("GetDriverSetDataResponse", ["<GetDriverSetDataResult><DriverSets /></GetDriverSetDataResult>"])
+        listed = operation.child("driverSets")
+        if listed is None:
+            raise SoapFault(INVALID_PARAMETERS, "GetDriverSetData needs driverSets", client_fault=True)
+        ids = [item.text.strip().lower() for item in listed.children()]
+        if len(ids) > MAX_DRIVER_SETS:
+            raise SoapFault(INVALID_PARAMETERS, f"driverSets: {len(ids)} asked for; the limit is {MAX_DRIVER_SETS}")
+        for driver_set_id in ids:
+            if not GUID.fullmatch(driver_set_id):
+                raise SoapFault(INVALID_PARAMETERS, f"driverSets: {driver_set_id[:60]!r} is not a GUID")
+        found = await self.stores.run(lambda store: store.driver_sets(ids))
+        parts = ["<GetDriverSetDataResult><DriverSets>"]
+        for driver_set in found:
+            parts += [
+                "<ServerSyncDriverSetData>",
+                element("DriverSetId", driver_set.id),
+                element("DriverSetXml", driver_set.xml),
+                "</ServerSyncDriverSetData>",
+            ]
+        parts.append("</DriverSets></GetDriverSetDataResult>")
+        return Answer("GetDriverSetDataResponse", parts)
 
     # ---- monitoring ----
 
@@ -511,13 +544,13 @@ def xml_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def language_data(locale: int, short: str, long: str) -> str:
+def language_data(locale: int, short: str, long: str, *, enabled: bool) -> str:
     return (
         "<ServerSyncLanguageData>"
         + element("LanguageID", locale)
         + element("ShortLanguage", short)
         + element("LongLanguage", long)
-        + element("Enabled", True)
+        + element("Enabled", enabled)
         + "</ServerSyncLanguageData>"
     )
 

@@ -1,11 +1,12 @@
 """Client inventory (inventory-based driver synchronization): each device's reported hardware IDs, their
-de-duplicated roll-up that goes upstream, and the approved updates a client gets."""
+de-duplicated roll-up that goes upstream, the approved updates a client gets, and the driver sets a WSUS upstream
+answered for the roll-up (kept as received, passed on to downstream servers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from upmirror.model import InventoryReport, Update
+from upmirror.model import DriverSet, InventoryReport, Update
 from upmirror.store.schema import CARRIED_BY_AN_APPROVED_BUNDLE, StoreBase, decoded_updates
 
 
@@ -21,6 +22,45 @@ class Inventory(StoreBase):
                 [(report.device, "device", h) for h in report.hardware_ids]
                 + [(report.device, "computer", c) for c in report.computer_hardware_ids],
             )
+
+    def take_driver_sets(self, driver_sets: Sequence[DriverSet], removed: Iterable[str]) -> int:
+        """Stores driver sets new or changed upstream and marks the removed ones, in one transaction, each change
+        with the next change number (downstream servers list them by anchor); returns how many changed."""
+        changed = 0
+        with self.transaction():
+            for driver_set in driver_sets:
+                row = self.connection.execute("SELECT xml FROM driver_sets WHERE id = ?", (driver_set.id,)).fetchone()
+                if row is None or row[0] != driver_set.xml:
+                    self.connection.execute(
+                        "INSERT OR REPLACE INTO driver_sets VALUES (?, ?, ?)",
+                        (driver_set.id, driver_set.xml, self._next_change()),
+                    )
+                    changed += 1
+            for driver_set_id in removed:
+                row = self.connection.execute("SELECT xml FROM driver_sets WHERE id = ?", (driver_set_id,)).fetchone()
+                if row is not None and row[0] is not None:
+                    self.connection.execute(
+                        "UPDATE driver_sets SET xml = NULL, change = ? WHERE id = ?",
+                        (self._next_change(), driver_set_id),
+                    )
+                    changed += 1
+        return changed
+
+    def driver_sets_since(self, since: int) -> tuple[list[str], list[str]]:
+        """The ids of the driver sets new or changed since change ``since``, and of those removed since then."""
+        rows = self.connection.execute(
+            "SELECT id, xml IS NULL FROM driver_sets WHERE change > ? ORDER BY change", (since,)
+        ).fetchall()
+        return [i for i, removed in rows if not removed], [i for i, removed in rows if removed]
+
+    def driver_sets(self, ids: Iterable[str]) -> list[DriverSet]:
+        """The stored driver sets of these ids, in order; unknown and removed ones are left out."""
+        found = []
+        for driver_set_id in ids:
+            row = self.connection.execute("SELECT xml FROM driver_sets WHERE id = ?", (driver_set_id,)).fetchone()
+            if row is not None and row[0] is not None:
+                found.append(DriverSet(id=driver_set_id, xml=row[0]))
+        return found
 
     def inventory_rollup(self) -> tuple[list[str], list[str]]:
         """The de-duplicated hardware IDs and computer hardware IDs of every device: all that goes upstream (no

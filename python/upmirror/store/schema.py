@@ -101,6 +101,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE files ADD COLUMN url TEXT;
     """,
+    # The key of an encrypted file (MS-WSUSSS GetUpdateDecryptionData): kept beside the file, never in the records
+    # that are listed and sent on.
+    """
+    ALTER TABLE files ADD COLUMN decryption_key BLOB;
+    """,
+    # Driver sets taken from a WSUS upstream (GetDriverSetData), kept as received; xml NULL: removed upstream.
+    """
+    CREATE TABLE driver_sets (id TEXT PRIMARY KEY, xml TEXT, change INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX driver_sets_change ON driver_sets (change);
+    """,
     # The updates each bundle's latest revision carries (by id): approving a bundle approves their content.
     """
     CREATE TABLE bundled_updates (uid INTEGER NOT NULL, bundled TEXT NOT NULL, PRIMARY KEY (uid, bundled))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -59,16 +59,27 @@ class UpdateRows:
 class Updates(Categories):
     """Stores and reads updates; an update names stored categories."""
 
-    def add_updates(self, updates: Iterable[Update]) -> int:
+    def add_updates(self, updates: Iterable[Update], decryption_keys: Mapping[str, bytes] | None = None) -> int:
         """Stores revisions in one transaction; returns how many were new. Every revision is kept; the newest one
         describes the update for filtering. A revision already stored is skipped (adding is idempotent). The
-        update's products and classification must be stored categories."""
+        update's products and classification must be stored categories. ``decryption_keys`` (SHA-1 -> key) are the
+        keys of encrypted files of these updates, stored with the files in the same transaction; a key for a file
+        none of them carries encrypted is refused (naming the SHA-1, never the key)."""
         added = 0
         with self.transaction():
             rows = UpdateRows()
+            encrypted: set[str] = set()
             for update in updates:
                 added += self._add_update(update, rows)
+                encrypted.update(f.sha1 for f in update.files if f.encrypted)
             rows.write(self.connection)
+            keys = decryption_keys or {}
+            stray = sorted(set(keys) - encrypted)
+            if stray:
+                raise InputError(f"a decryption key is given for file {stray[0]}, which no update carries encrypted")
+            self.connection.executemany(
+                "UPDATE files SET decryption_key = ? WHERE sha1 = ?", [(key, sha1) for sha1, key in keys.items()]
+            )
         return added
 
     def _add_update(self, update: Update, rows: UpdateRows) -> bool:
@@ -164,6 +175,24 @@ class Updates(Categories):
             (update_id, revision),
         ).fetchone()
         return None if row is None else update_decoder.decode(row[0])
+
+    def decryption_keys(self, refs: Sequence[tuple[str, int]]) -> list[list[tuple[str, bytes | None]]]:
+        """For each (update id, revision), its encrypted files as (SHA-1, key), the key None where none is stored;
+        an unknown revision is a LookupError naming it."""
+        found = []
+        for update_id, revision in refs:
+            update = self.update(update_id, revision)
+            if update is None:
+                raise LookupError(f"unknown revision {revision} of update {update_id}")
+            files = []
+            for f in update.files:
+                if f.encrypted:
+                    row = self.connection.execute(
+                        "SELECT decryption_key FROM files WHERE sha1 = ?", (f.sha1,)
+                    ).fetchone()
+                    files.append((f.sha1, None if row is None or row[0] is None else bytes(row[0])))
+            found.append(files)
+        return found
 
     def revision_blobs(self, refs: Sequence[tuple[str, int]]) -> list[bytes]:
         """The stored MessagePack of each (update id, revision), in order; an unknown one is bad input naming it."""

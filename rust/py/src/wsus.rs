@@ -78,6 +78,8 @@ fn file_to_dict<'py>(py: Python<'py>, file: &UpdateFile) -> PyResult<Bound<'py, 
     dict.set_item(intern!(py, "modified"), &file.modified)?;
     dict.set_item(intern!(py, "patching_type"), &file.patching_type)?;
     dict.set_item(intern!(py, "sha256"), &file.sha256)?;
+    dict.set_item(intern!(py, "languages"), &file.languages)?;
+    dict.set_item(intern!(py, "encrypted"), file.encrypted)?;
     Ok(dict)
 }
 
@@ -113,6 +115,7 @@ fn metadata_to_dict<'py>(py: Python<'py>, meta: &UpdateMetadata) -> PyResult<Bou
     dict.set_item(intern!(py, "more_info_url"), &meta.more_info_url)?;
     dict.set_item(intern!(py, "msrc_severity"), &meta.msrc_severity)?;
     dict.set_item(intern!(py, "security_bulletin_id"), &meta.security_bulletin_id)?;
+    dict.set_item(intern!(py, "languages"), &meta.languages)?;
     let localized = PyList::empty(py);
     for properties in &meta.localized_properties {
         let item = PyDict::new(py);
@@ -182,7 +185,17 @@ impl<'py> Fields<'_, 'py> {
     }
 }
 
-const FILE_KEYS: &[&str] = &["file_name", "digest", "digest_algorithm", "size", "modified", "patching_type", "sha256"];
+const FILE_KEYS: &[&str] = &[
+    "file_name",
+    "digest",
+    "digest_algorithm",
+    "size",
+    "modified",
+    "patching_type",
+    "sha256",
+    "languages",
+    "encrypted",
+];
 const DRIVER_KEYS: &[&str] = &[
     "hardware_id",
     "whql_driver_id",
@@ -211,6 +224,7 @@ const METADATA_KEYS: &[&str] = &[
     "more_info_url",
     "msrc_severity",
     "security_bulletin_id",
+    "languages",
     "localized_properties",
     "category_type",
     "parent_category",
@@ -235,6 +249,8 @@ fn file_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<UpdateFile> {
         modified: fields.optional("modified")?,
         patching_type: fields.optional("patching_type")?,
         sha256: fields.optional("sha256")?,
+        languages: fields.list("languages")?,
+        encrypted: fields.optional("encrypted")?.unwrap_or(false),
     })
 }
 
@@ -282,6 +298,7 @@ fn metadata_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<UpdateMetadata> {
     meta.more_info_url = fields.optional("more_info_url")?;
     meta.msrc_severity = fields.optional("msrc_severity")?;
     meta.security_bulletin_id = fields.optional("security_bulletin_id")?;
+    meta.languages = fields.list("languages")?;
     meta.category_type = fields.parsed("category_type")?;
     meta.prerequisites = fields.list("prerequisites")?;
     meta.prerequisite_groups = fields.list("prerequisite_groups")?;

@@ -106,6 +106,10 @@ pub struct UpdateFile {
     pub patching_type: Option<String>,
     /// AdditionalDigest Algorithm="SHA256".
     pub sha256: Option<String>,
+    /// The file's own `upd:Language` children: the languages it serves (none: every language of its update).
+    pub languages: Vec<String>,
+    /// @IsEncrypted: the file's bytes are encrypted; the key comes from GetUpdateDecryptionData.
+    pub encrypted: bool,
 }
 
 /// One `drv:WindowsDriverMetaData`: a hardware ID the driver matches and what the match carries.
@@ -142,6 +146,8 @@ pub struct UpdateMetadata {
     pub more_info_url: Option<String>,
     pub msrc_severity: Option<String>,
     pub security_bulletin_id: Option<String>,
+    /// Properties' `upd:Language` children: the languages a language-specific update is for (none: neutral).
+    pub languages: Vec<String>,
     pub localized_properties: Vec<LocalizedProperties>,
     pub category_type: Option<CategoryType>,
     /// Prerequisites named alone: each must be installed.
@@ -179,6 +185,7 @@ impl UpdateMetadata {
             more_info_url: None,
             msrc_severity: None,
             security_bulletin_id: None,
+            languages: Vec::new(),
             localized_properties: Vec::new(),
             category_type: None,
             prerequisites: Vec::new(),
@@ -340,6 +347,8 @@ fn space_of(result: &ResolveResult<'_>) -> Space {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Capture {
     KbArticleId,
+    UpdateLanguage,
+    FileLanguage,
     SupportUrl,
     MoreInfoUrl,
     SecurityBulletinId,
@@ -553,6 +562,8 @@ impl UpdateReader {
                 self.meta.localized_properties.push(LocalizedProperties::default());
             }
             (Element::Language, Some(Element::LocalizedProperties)) => self.capture(Capture::Language),
+            (Element::Language, Some(Element::Properties)) => self.capture(Capture::UpdateLanguage),
+            (Element::Language, Some(Element::File)) => self.capture(Capture::FileLanguage),
             (Element::Title, Some(Element::LocalizedProperties)) => self.capture(Capture::Title),
             (Element::Description, Some(Element::LocalizedProperties)) => self.capture(Capture::Description),
             (Element::AtLeastOne, Some(Element::Prerequisites)) => {
@@ -706,6 +717,16 @@ impl UpdateReader {
             Capture::MoreInfoUrl => meta.more_info_url = Some(text),
             Capture::SecurityBulletinId => meta.security_bulletin_id = Some(text),
             Capture::MsrcSeverity => meta.msrc_severity = Some(text),
+            Capture::UpdateLanguage => push_language(&mut meta.languages, &text)?,
+            Capture::FileLanguage => {
+                let files = match self.file_list {
+                    FileList::Files => &mut meta.files,
+                    FileList::Eula => &mut meta.eula_files,
+                };
+                if let Some(file) = files.last_mut() {
+                    push_language(&mut file.languages, &text)?;
+                }
+            }
             Capture::Language => {
                 if let Some(properties) = localized {
                     properties.language = text;
@@ -758,6 +779,7 @@ fn read_file(start: &BytesStart<'_>) -> Result<UpdateFile> {
             "Size" => size = Some(parse_number(&value, "File/@Size")?),
             "Modified" => file.modified = Some(value),
             "PatchingType" => file.patching_type = Some(value),
+            "IsEncrypted" => file.encrypted = parse_bool(&value, "File/@IsEncrypted")?,
             _ => {}
         }
     }
@@ -765,6 +787,20 @@ fn read_file(start: &BytesStart<'_>) -> Result<UpdateFile> {
     file.digest = base64_to_hex(&digest, "File/@Digest")?;
     file.size = size.ok_or_else(|| bad(format!("file {:?} has no Size", file.file_name)))?;
     Ok(file)
+}
+
+/// Adds a language code read from an `upd:Language` element (trimmed; a repeated one once). Codes are short
+/// letters, digits and hyphens (`en`, `pt-BR`, `all`, `NeutralLanguage`); anything else is refused.
+fn push_language(languages: &mut Vec<String>, text: &str) -> Result<()> {
+    let code = text.trim();
+    let shaped = !code.is_empty() && code.len() <= 40 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !shaped {
+        return Err(bad(format!("language {text:?} is not a language code")));
+    }
+    if !languages.iter().any(|known| known == code) {
+        languages.push(code.to_owned());
+    }
+    Ok(())
 }
 
 fn read_driver(start: &BytesStart<'_>) -> Result<DriverMetadata> {
@@ -946,6 +982,9 @@ fn write_properties(xml: &mut XmlOut, meta: &UpdateMetadata) -> Result<()> {
         ("upd:MoreInfoUrl", &meta.more_info_url),
     ];
     xml.open("upd:Properties", &attributes)?;
+    for language in &meta.languages {
+        xml.text_element("upd:Language", language)?;
+    }
     for (name, value) in children {
         if let Some(value) = value {
             xml.text_element(name, value)?;
@@ -1047,11 +1086,17 @@ fn write_files(xml: &mut XmlOut, list: &str, files: &[UpdateFile]) -> Result<()>
         if let Some(patching) = &file.patching_type {
             attributes.push(("PatchingType", patching));
         }
+        if file.encrypted {
+            attributes.push(("IsEncrypted", "true"));
+        }
         xml.open("upd:File", &attributes)?;
         if let Some(sha256) = &file.sha256 {
             xml.open("upd:AdditionalDigest", &[("Algorithm", "SHA256")])?;
             xml.out.push_str(&hex_to_base64(sha256, "file SHA-256")?);
             xml.close("upd:AdditionalDigest");
+        }
+        for language in &file.languages {
+            xml.text_element("upd:Language", language)?;
         }
         xml.close("upd:File");
     }

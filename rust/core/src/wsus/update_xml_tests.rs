@@ -22,6 +22,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("driver", fixture!("driver.xml")),
     ("expired", fixture!("expired.xml")),
     ("superseding", fixture!("superseding.xml")),
+    ("language-specific", fixture!("language-specific.xml")),
 ];
 
 const WINDOWS_11: &str = "72e7624a-5b00-45d2-b92f-e561c0a6a160";
@@ -75,6 +76,8 @@ fn a_leaf_update() {
                 modified: Some("2026-03-09T22:14:05Z".into()),
                 patching_type: None,
                 sha256: Some("43d424907bc18139e2d67d7401fd557b0b9e50b4d042b9e6e9de36abe94c597b".into()),
+                languages: vec![],
+                encrypted: false,
             },
             UpdateFile {
                 file_name: "windows11.0-kb5099999-x64.psf".into(),
@@ -84,12 +87,42 @@ fn a_leaf_update() {
                 modified: Some("2026-03-09T22:14:06Z".into()),
                 patching_type: Some("Express".into()),
                 sha256: Some("9cba11e04f05c6c03e2177abb2d1f302893d17b916e6cf2a999b783b224c62dd".into()),
+                languages: vec![],
+                encrypted: false,
             },
         ]
     );
     assert!(meta.bundled_updates.is_empty() && meta.superseded_updates.is_empty() && meta.drivers.is_empty());
     assert_eq!(meta.category_type, None);
     assert_eq!(meta.parent_category(), None);
+}
+
+#[test]
+fn languages_of_an_update_and_of_its_files_and_encrypted_files() {
+    let meta = parse(fixture!("language-specific.xml"));
+    assert_eq!(meta.languages, ids(&["de", "fr"]), "Properties' Language children, a repeated one once");
+    let files: Vec<(&str, Vec<String>, bool)> =
+        meta.files.iter().map(|f| (f.file_name.as_str(), f.languages.clone(), f.encrypted)).collect();
+    assert_eq!(
+        files,
+        vec![
+            ("langpack-de.esd", ids(&["de"]), true),
+            ("langpack-fr.esd", ids(&["fr"]), false),
+            ("langpack-common.cab", vec![], false),
+        ]
+    );
+    assert!(meta.localized_properties.iter().all(|p| !p.language.is_empty()), "titles keep their own languages");
+    assert!(
+        parse_error(&fixture!("language-specific.xml").replace("IsEncrypted=\"true\"", "IsEncrypted=\"maybe\""))
+            .contains("IsEncrypted")
+    );
+    assert!(
+        parse_error(&fixture!("language-specific.xml").replace(
+            "<upd:Language>fr</upd:Language>\n    </upd:File>",
+            "<upd:Language>f r</upd:Language></upd:File>"
+        ))
+        .contains("not a language code")
+    );
 }
 
 #[test]
@@ -356,16 +389,28 @@ fn file() -> impl Strategy<Value = UpdateFile> {
         prop::option::of(text()),
         prop::option::of(prop::sample::select(vec!["Express", "Delta", "Full"])),
         prop::option::of("[0-9a-f]{64}"),
+        languages(),
+        any::<bool>(),
     )
-        .prop_map(|(file_name, digest, algorithm, size, modified, patching_type, sha256)| UpdateFile {
-            file_name,
-            digest,
-            digest_algorithm: algorithm.to_owned(),
-            size,
-            modified,
-            patching_type: patching_type.map(str::to_owned),
-            sha256,
+        .prop_map(|(file_name, digest, algorithm, size, modified, patching_type, sha256, languages, encrypted)| {
+            UpdateFile {
+                file_name,
+                digest,
+                digest_algorithm: algorithm.to_owned(),
+                size,
+                modified,
+                patching_type: patching_type.map(str::to_owned),
+                sha256,
+                languages,
+                encrypted,
+            }
         })
+}
+
+/// Distinct language codes (a repeated one is read once).
+fn languages() -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(vec!["en", "de", "pt-BR", "zh-CN", "all"], 0..3)
+        .prop_map(|codes| codes.into_iter().map(str::to_owned).collect())
 }
 
 fn driver() -> impl Strategy<Value = DriverMetadata> {
@@ -431,7 +476,7 @@ fn metadata() -> impl Strategy<Value = UpdateMetadata> {
         prop::collection::vec(guid(), 0..3),
     );
     let content = (
-        prop::collection::vec(localized(), 0..3),
+        (prop::collection::vec(localized(), 0..3), languages()),
         prop::collection::vec(file(), 0..3),
         prop::collection::vec(file(), 0..2),
         prop::collection::vec(driver(), 0..3),
@@ -459,7 +504,7 @@ fn metadata() -> impl Strategy<Value = UpdateMetadata> {
                 security_bulletin_id,
             ] = <[Option<String>; 8]>::try_from(texts).unwrap();
             let (prerequisites, prerequisite_groups, category_groups, bundled, superseded_updates) = relationships;
-            let (localized_properties, files, eula_files, drivers) = content;
+            let ((localized_properties, languages), files, eula_files, drivers) = content;
             let bundled_updates = bundled
                 .into_iter()
                 .map(|(update_id, revision_number)| UpdateIdentity { update_id, revision_number })
@@ -480,6 +525,7 @@ fn metadata() -> impl Strategy<Value = UpdateMetadata> {
                 more_info_url,
                 msrc_severity,
                 security_bulletin_id,
+                languages,
                 localized_properties,
                 category_type,
                 prerequisites,
