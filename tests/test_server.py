@@ -112,7 +112,7 @@ def thread_priorities(pid: int) -> dict[int, tuple[str, int]]:
 
 def test_the_backend_gives_way_to_the_front_that_serves_content(root: Root) -> None:
     """The front's threads keep the server's priority; every other thread (the event loop, where metadata and the
-    WSUS protocol are answered, and the store threads) runs ten nice steps lower."""
+    WSUS protocol are answered, and the store threads) runs at the lowest priority, nice 19."""
     root.server.call("GET", "/api/v1/server")  # the store threads exist once a request needed them
     assert root.server.process is not None
     pid = root.server.process.pid
@@ -121,9 +121,9 @@ def test_the_backend_gives_way_to_the_front_that_serves_content(root: Root) -> N
     front = {nice for name, nice in threads.values() if name.startswith("upmirror-net")}
     backend = {nice for name, nice in threads.values() if not name.startswith("upmirror-net")}
     assert front == {base}, threads
-    assert backend == {min(19, base + 10)}, threads
+    assert backend == {19}, threads
     assert len(threads) - len(front) >= 2, "the event loop and at least one store thread"
-    assert threads[pid][1] == min(19, base + 10), "the event loop's thread"
+    assert threads[pid][1] == 19, "the event loop's thread"
 
 
 def test_categories_are_the_tree_and_the_classifications(root: Root) -> None:
