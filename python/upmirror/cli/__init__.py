@@ -5,19 +5,23 @@ Exit codes are the contract of DESIGN.md: 0 success, 1 the work failed, 2 bad us
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
 
 from upmirror import __version__
-from upmirror.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, print_error
 from upmirror.errors import InputError, UpmirrorError
 
+# The type checkers read this as True; importing it from `typing` would cost a command milliseconds of start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
 # Command -> the module under upmirror.cli that registers it (`register(subparsers)` adds its commands and sets
-# `handler` on their parsers). Only the module of the command being run is imported: a command starts in tens of
-# milliseconds instead of paying for aiohttp, the store and every other command.
+# `handler` on their parsers). Only the module of the command being run is imported: a command starts in
+# milliseconds instead of paying for aiohttp, the store and every other command. `upmirror --version` imports
+# neither argparse nor cli.common (W12 measures every command's start against a bare interpreter).
 COMMANDS: dict[str, str] = {
     "init": "options",
     "options": "options",
@@ -41,12 +45,11 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
 }
 
-# What a shell reports for a program that SIGPIPE ended (128 + 13): `upmirror updates list | head` stops quietly.
-EXIT_BROKEN_PIPE = 128 + 13
-
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command, or with only ``command``'s module when it names one."""
+    import argparse  # noqa: PLC0415 (`upmirror --version` answers without it)
+
     parser = argparse.ArgumentParser(
         prog="upmirror",
         description="An update-content replication server in the mould of WSUS synchronization.",
@@ -66,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"upmirror {__version__}")  # without loading every command's module to build the full parser
         return 0
     args = build_parser(command).parse_args(words)
+    from upmirror.cli.common import EXIT_BROKEN_PIPE  # noqa: PLC0415 (the command's module has loaded it)
+
     try:
         code: int = args.handler(args)
         sys.stdout.flush()  # a reader that went away must show up here, not in the interpreter's final flush
@@ -82,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_failure(error: UpmirrorError | OSError | KeyboardInterrupt) -> int:
     """One line on stderr for a command that did not complete, and the exit code DESIGN.md gives it."""
+    from upmirror.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, print_error  # noqa: PLC0415
+
     if isinstance(error, KeyboardInterrupt):
         print_error("interrupted; finished work is kept")
         return EXIT_INTERRUPTED

@@ -3,19 +3,28 @@ otherwise)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from upmirror._native import ProgressSnapshot
 from upmirror.errors import UpmirrorError
+
+# The type checkers read this as True; importing it from `typing` would cost a command milliseconds of start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator
+
+    from upmirror._native import ProgressSnapshot
+
+    ProgressCallback = Callable[[ProgressSnapshot], None]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What a shell reports for a program that SIGPIPE ended (128 + 13): `upmirror updates list | head` stops quietly.
+EXIT_BROKEN_PIPE = 128 + 13
 
 # Without a terminal, a progress line at most this often (seconds), and only for work that lasts longer.
 PLAIN_PROGRESS_INTERVAL = 10.0
@@ -43,9 +52,6 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     raise AssertionError("unreachable")
-
-
-ProgressCallback = Callable[[ProgressSnapshot], None]
 
 
 @contextmanager

@@ -4,21 +4,24 @@ or a WSUS ``WsusContent`` folder, which has the same layout), and sharing the di
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
-from upmirror._native import DuplicateGroup, VerifyReport, copy_content, deduplicate, verify_content
+from upmirror._native import copy_content, deduplicate, verify_content
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
 from upmirror.errors import InputError
 
+# A command's start is its imports (W12): typing, pathlib and json load only where they are used.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from typing import Any, TypeVar
+
+    from upmirror._native import DuplicateGroup, VerifyReport
     from upmirror.options import ServerDirectory
 
-Report = TypeVar("Report")
+    Report = TypeVar("Report")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,6 +109,8 @@ def fields(report: object) -> dict[str, Any]:
 
 
 def print_json(document: dict[str, Any]) -> None:
+    import json  # noqa: PLC0415
+
     # One write: json.dump writes piece by piece, tens of thousands of system calls for a large report.
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
@@ -143,6 +148,8 @@ def run_copy(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
     from upmirror.options import ServerDirectory  # noqa: PLC0415 (copy and dedup need no options)
 
     server = ServerDirectory.from_arg(args.dir)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
-from upmirror._native import FileDigests, hash_files
+from upmirror._native import hash_files
 from upmirror.cli.common import EXIT_OK, EXIT_USAGE, print_error, progress_display
+
+# A command's start is its imports (W12): typing and json load only where they are used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from upmirror._native import FileDigests
 
 ALGORITHMS = ("blake3", "sha256", "sha1", "xxh3")
 
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(checksum_line(result.get(args.algo) or "", path))
     if args.json:
+        import json  # noqa: PLC0415
+
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
     return EXIT_USAGE if failed else EXIT_OK

@@ -4,15 +4,16 @@ history)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-
-import msgspec
 
 from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, add_dir_argument, format_bytes, progress_display
 from upmirror.errors import UpmirrorError
-from upmirror.model import SyncRecord
-from upmirror.options import ServerDirectory
+
+# msgspec, the records and the options load in the handlers: `sync --help` starts without them (W12).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upmirror.model import SyncRecord
+    from upmirror.options import ServerDirectory
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    import msgspec  # noqa: PLC0415
+
+    from upmirror.options import ServerDirectory  # noqa: PLC0415
     from upmirror.sync import synchronize  # noqa: PLC0415 (the sync stack loads only for this command)
 
     directory = ServerDirectory.from_arg(args.dir)
@@ -61,6 +65,8 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def print_latest_record(directory: ServerDirectory) -> None:
+    import msgspec  # noqa: PLC0415
+
     from upmirror.store import Store  # noqa: PLC0415
 
     with Store.open(directory.database_path) as store:
@@ -89,6 +95,12 @@ def describe(record: SyncRecord) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    import msgspec  # noqa: PLC0415
+
+    from upmirror.model import SyncRecord  # noqa: PLC0415
+    from upmirror.options import ServerDirectory  # noqa: PLC0415
     from upmirror.status import status_document  # noqa: PLC0415
 
     status = status_document(ServerDirectory.from_arg(args.dir), history_limit=args.limit)

@@ -143,7 +143,6 @@ pub fn copy_content(
     let destination_store = ContentStore::new(destination);
     destination_store.create()?;
     let scan = source_store.scan()?;
-    let source_index = ContentIndex::load(&source_store);
     let destination_index = ContentIndex::load(&destination_store);
     let mut report =
         CopyReport { files: scan.files.len() as u64, outside_layout: scan.outside, ..CopyReport::default() };
@@ -151,10 +150,11 @@ pub fn copy_content(
 
     // First, one stat of the destination per file: a file its index vouches for is done without touching the source.
     let triage = |file: ScanEntry| -> Triage {
-        let present = fs::metadata(destination_store.path_of(&file.name)).ok().filter(fs::Metadata::is_file);
+        let relative = file.name.relative_path();
+        let present = fs::metadata(destination_store.root().join(&relative)).ok().filter(fs::Metadata::is_file);
         if let Some(present) = &present
             && !options.verify
-            && destination_index.verified_entry(&file.name.relative_path(), present).is_some()
+            && destination_index.verified_entry(&relative, present).is_some()
         {
             return Triage::Known(present.len());
         }
@@ -185,6 +185,13 @@ pub fn copy_content(
     for _ in 0..report.skipped {
         progress.file_done();
     }
+    if jobs.is_empty() {
+        // Nothing changed (the no-change re-run): no source index to read, no workers, nothing to flush or record.
+        report.failed.sort();
+        progress.check()?;
+        return Ok(report);
+    }
+    let source_index = ContentIndex::load(&source_store);
 
     // Large files first, so the last minutes are not one thread finishing a big file alone.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.source.len()));
