@@ -226,6 +226,20 @@ def test_every_get_update_data_stays_within_the_upstreams_batch_limit(tmp_path: 
         assert len(sizes) > 3
 
 
+def test_several_get_update_data_batches_are_under_way_at_once(tmp_path: Path) -> None:
+    """The proxy holds the first two GetUpdateData calls of the update listing until both are under way: a client that
+    sent one batch after another would leave the first one waiting in vain."""
+    with own_upstream(tmp_path, 36, "server.max_updates_per_request", "7") as (root, token, proxy):
+        with Store.open(root / "upmirror.db") as store:
+            category_batches = -(-len(store.categories()) // 7)  # the categories are read one batch after another
+        proxy.gather("GetUpdateData", 2, after=category_batches)
+        down = make_downstream(tmp_path / "down", proxy.url, token, WSUS)
+        code, _, stderr = sync(down)
+        assert code == 0, stderr
+        assert proxy.gathered == {"GetUpdateData": True}
+        assert_holds_what_it_selects(root, down)
+
+
 def test_a_cookie_that_expires_during_the_sync_is_renewed(tmp_path: Path) -> None:
     lifetime = ("server.cookie_lifetime_seconds", "1", "server.max_updates_per_request", "7")
     with own_upstream(tmp_path, 35, *lifetime) as (root, token, proxy):

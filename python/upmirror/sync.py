@@ -65,6 +65,9 @@ DOWNLOAD_BATCH: Final = 20_000
 # the store's keys (SHA-1s, hardware IDs) are random, so small transactions multiply the pages written to the WAL
 # and checkpointed. Anchors still move only at the end; an interrupted sync keeps what was committed.
 UPDATES_PER_TRANSACTION: Final = 2_000
+# Update-data requests under way at once: the upstream's round trips overlap (a WAN upstream answers a batch in
+# hundreds of milliseconds), and a group's requests still fit in the upstream's patience.
+BATCHES_IN_FLIGHT: Final = 4
 
 T = TypeVar("T")
 EventCallback = Callable[[str], None]
@@ -282,19 +285,23 @@ class Synchronizer:
 
     def fetched_ahead(self, groups: Iterable[tuple[tuple[RevisionRef, ...], ...]]) -> Iterator[list[Update]]:
         """The updates of each group of batches, in order; the next group is fetched on a thread while the caller
-        stores this one (the HTTP client and SQLite both release the GIL), so at most two groups are in memory."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upmirror-metadata") as fetcher:
+        stores this one (the HTTP client and SQLite both release the GIL), so at most two groups are in memory.
+        Within a group, BATCHES_IN_FLIGHT requests are under way at once, so the upstream's round trips overlap."""
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="upmirror-metadata") as fetcher,
+            ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT, thread_name_prefix="upmirror-batch") as requests,
+        ):
             upcoming: Future[list[Update]] | None = None
             for group in groups:
-                following = fetcher.submit(self.fetch_group, group)
+                following = fetcher.submit(self.fetch_group, group, requests)
                 if upcoming is not None:
                     yield upcoming.result()
                 upcoming = following
             if upcoming is not None:
                 yield upcoming.result()
 
-    def fetch_group(self, group: tuple[tuple[RevisionRef, ...], ...]) -> list[Update]:
-        return [update for batch in group for update in self.fetch_batch(batch)]
+    def fetch_group(self, group: tuple[tuple[RevisionRef, ...], ...], requests: ThreadPoolExecutor) -> list[Update]:
+        return [update for updates in requests.map(self.fetch_batch, group) for update in updates]
 
     def fetch_batch(self, batch: tuple[RevisionRef, ...]) -> list[Update]:
         updates = self.upstream.updates(batch)

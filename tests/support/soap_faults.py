@@ -101,6 +101,10 @@ class SoapFaultProxy:
         self.update_ids: list[list[str]] = []  # the ids of each GetUpdateData forwarded
         self.downloads_asked: list[str] = []  # SHA-1 digests (hex) of every DownloadFiles
         self.content: Counter[str] = Counter()  # /Content paths requested
+        # Calls of an operation held until that many are under way at once (``gather``), and whether they were.
+        self.gathering: dict[str, threading.Barrier] = {}
+        self.gathered: dict[str, bool] = {}
+        self.gather_after: Counter[str] = Counter()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
         self.server.daemon_threads = True
         self.port: int = self.server.server_address[1]
@@ -134,6 +138,31 @@ class SoapFaultProxy:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+    def gather(self, operation: str, calls: int, *, after: int = 0, timeout: float = 20) -> None:
+        """Holds ``calls`` calls of ``operation`` (after forwarding ``after`` of them) until all of them are under way
+        at once; a client that sends them one after another leaves the first waiting until ``timeout``, and
+        ``gathered[operation]`` is False."""
+        with self.lock:
+            self.gathering[operation] = threading.Barrier(calls, timeout=timeout)
+            self.gather_after[operation] = after
+
+    def wait_for_the_others(self, operation: str) -> None:
+        with self.lock:
+            barrier = self.gathering.get(operation)
+            if barrier is not None and self.gather_after.get(operation, 0) > 0:
+                self.gather_after[operation] -= 1
+                return
+        if barrier is None:
+            return
+        try:
+            barrier.wait()
+            gathered = True
+        except threading.BrokenBarrierError:
+            gathered = False
+        with self.lock:
+            self.gathering.pop(operation, None)
+            self.gathered[operation] = self.gathered.get(operation, True) and gathered
 
     def planned_answer(self, operation: str, body: bytes) -> str | None:
         """The answer planned for this call of ``operation`` (counted), or None to forward it."""
@@ -201,6 +230,7 @@ class SoapFaultProxy:
                     self.oversized(operation)
                     return
                 proxy.record(operation, element)
+                proxy.wait_for_the_others(operation)
                 status, headers, data = proxy.forward(self.command, self.path, list(self.headers.items()), body)
                 if planned is not None:
                     data = spoil(planned, data)

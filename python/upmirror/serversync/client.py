@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -98,6 +99,8 @@ class ServerSyncSession:
         self.account = account
         self.cookie: tuple[str, str] | None = None  # (Expiration, EncryptedData base64)
         self.expires = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        # Several calls may be in flight (GetUpdateData batches); one of them authenticates at a time.
+        self.authenticating = threading.Lock()
 
     def post(self, path: str, operation: str, namespace: str, parts: Iterable[str]) -> Element:
         body = b"".join(envelope(operation, namespace, parts))
@@ -161,17 +164,19 @@ class ServerSyncSession:
         busy = 0
         authenticated_again = False
         while True:
-            if self.cookie is None or self.expires - RENEW_BEFORE <= datetime.datetime.now(datetime.UTC):
-                self.authenticate()
-            assert self.cookie is not None
-            cookie = (
-                f"<cookie>{element('Expiration', self.cookie[0])}{element('EncryptedData', self.cookie[1])}</cookie>"
-            )
+            with self.authenticating:
+                if self.cookie is None or self.expires - RENEW_BEFORE <= datetime.datetime.now(datetime.UTC):
+                    self.authenticate()
+                used = self.cookie
+            assert used is not None
+            cookie = f"<cookie>{element('Expiration', used[0])}{element('EncryptedData', used[1])}</cookie>"
             try:
                 answer = self.post(SERVER_SYNC_PATH, operation, SERVER_SYNC, [cookie, *parts])
             except SoapFault as fault:
                 if fault.code in (INVALID_COOKIE, INVALID_AUTHORIZATION_COOKIE) and not authenticated_again:
-                    self.cookie = None
+                    with self.authenticating:
+                        if self.cookie == used:  # not renewed meanwhile by another call
+                            self.cookie = None
                     authenticated_again = True
                     continue
                 if fault.code == SERVER_BUSY and busy < BUSY_RETRIES:
