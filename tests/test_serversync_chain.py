@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import zstandard
+from defusedxml.ElementTree import fromstring
 
 from tests.support.cli import ok, upmirror
 from tests.support.servers import content_of, expected_files, make_downstream, make_root, stored, sync
@@ -167,6 +168,42 @@ def test_metadata_from_a_wsus_server_travels_down_with_its_original_xml(tmp_path
         assert {ref for ref in by_id if ref in expected} == expected
         assert {(i.lower(), r) for i, r in expected} <= set(held), "each record is at the revision its XML names"
         assert [kind for (update_id, _), (kind, _) in held.items() if update_id == DETECTOID] == ["detectoid"]
+        assert_records_carry_what_the_xml_says(server, package.xmls["bundle"])
+        assert_records_carry_what_the_xml_says(server, package.xmls["leaf-update"])
+
+
+UPD = "{http://schemas.microsoft.com/msus/2002/12/Update}"
+
+
+def assert_records_carry_what_the_xml_says(server: Path, xml: str) -> None:
+    """The stored record of an update has the severity, support page, license, titles per language and file times
+    and patching types its XML states (read here with Python's XML parser)."""
+    update = fromstring(xml)
+    identity = update.find(f"{UPD}UpdateIdentity")
+    assert identity is not None
+    with sqlite3.connect(server / "upmirror.db") as db:
+        (data,) = db.execute(
+            "SELECT r.data FROM revisions r JOIN updates u ON u.uid = r.uid WHERE u.id = ? AND r.revision = ?",
+            (identity.get("UpdateID", "").lower(), int(identity.get("RevisionNumber", "0"))),
+        ).fetchone()
+    record = msgspec.msgpack.decode(data)
+    properties = update.find(f"{UPD}Properties")
+    assert properties is not None
+    assert record.get("msrc_severity", "") == (properties.findtext(f"{UPD}MsrcSeverity") or "")
+    assert record.get("support_url", "") == (properties.findtext(f"{UPD}SupportUrl") or "")
+    assert record.get("eula", "") == (properties.get("EulaID") or "")
+    default = properties.get("DefaultPropertiesLanguage")
+    titles = {
+        p.findtext(f"{UPD}Language"): p.findtext(f"{UPD}Title")
+        for p in update.iter(f"{UPD}LocalizedProperties")
+        if p.findtext(f"{UPD}Language") != default
+    }
+    assert {t["language"]: t["title"] for t in record.get("localized", [])} == titles
+    files = {
+        base64.b64decode(f.get("Digest", "")).hex(): (f.get("Modified"), f.get("PatchingType") or "")
+        for f in update.findall(f"{UPD}Files/{UPD}File")
+    }
+    assert {f["sha1"]: (f.get("modified"), f.get("patching", "")) for f in record["files"]} == files
 
 
 def test_languages_travel_down_the_chain_and_only_the_selected_languages_files_are_taken(tmp_path: Path) -> None:

@@ -76,7 +76,11 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     sha256: Sha256Hex | None = None
     blake3: Sha256Hex | None = None
     languages: list[Language] = msgspec.field(default_factory=list)
+    # An express or delta file (WSUS's PatchingType, kept as ``patching``): fetched only with content.express_files.
     express: bool = False
+    patching: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    # The file's modification time as its metadata states it (WSUS's Modified), when it does.
+    modified: Annotated[str, msgspec.Meta(max_length=40)] | None = None
     # The bytes are encrypted (Microsoft Update's ESD files): clients need the file's decryption key, which the store
     # keeps beside the file (never in this record, which is listed and sent on freely).
     encrypted: bool = False
@@ -103,6 +107,14 @@ class RevisionRef(msgspec.Struct, frozen=True, array_like=True):
     revision: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
+class LocalizedText(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An update's title and description in one more language (WSUS metadata carries them per language)."""
+
+    language: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    title: Title
+    description: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
 class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One revision of an update. ``languages`` empty means language-neutral. Drivers carry the hardware IDs they
     install on and, when targeted at particular machines, computer hardware IDs."""
@@ -115,6 +127,13 @@ class Update(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     release_date: datetime.date
     kb_article: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,10}$")] = ""
     description: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    # The title and description above are in the update's default language; these are the others.
+    localized: Annotated[list[LocalizedText], msgspec.Meta(max_length=200)] = msgspec.field(default_factory=list)
+    # Microsoft's severity rating (Critical, Important, Moderate, Low) of a security update, its support page, and
+    # the license terms the update asks to be accepted (an update id of WSUS metadata).
+    msrc_severity: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    support_url: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    eula: Annotated[str, msgspec.Meta(max_length=100)] = ""
     languages: Annotated[list[Language], msgspec.Meta(max_length=200)] = msgspec.field(default_factory=list)
     files: Annotated[list[FileRef], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     supersedes: Annotated[list[Guid], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)

@@ -25,6 +25,7 @@ from upmirror.model import (
     CategoryKind,
     FileRef,
     LocalizedProperties,
+    LocalizedText,
     MetadataDriver,
     MetadataFile,
     RevisionRef,
@@ -93,8 +94,15 @@ def update_metadata(update: Update) -> UpdateMetadata:
         handler=DRIVER_HANDLER if update.is_driver else COMMAND_LINE_HANDLER,
         kb_article_id=update.kb_article or None,
         languages=list(update.languages),
+        eula_id=update.eula or None,
+        support_url=update.support_url or None,
+        msrc_severity=update.msrc_severity or None,
         localized_properties=[
-            LocalizedProperties(language=LANGUAGE, title=update.title, description=update.description or None)
+            LocalizedProperties(language=LANGUAGE, title=update.title, description=update.description or None),
+            *(
+                LocalizedProperties(language=t.language, title=t.title, description=t.description or None)
+                for t in update.localized
+            ),
         ],
         category_groups=[list(update.products), [update.classification]],
         superseded_updates=list(update.supersedes),
@@ -106,7 +114,8 @@ def update_metadata(update: Update) -> UpdateMetadata:
                 digest=f.sha1,
                 size=f.size,
                 sha256=f.sha256,
-                patching_type="Express" if f.express else None,
+                patching_type=f.patching or ("Express" if f.express else None),
+                modified=f.modified,
                 languages=list(f.languages),
                 encrypted=f.encrypted,
             )
@@ -220,11 +229,21 @@ def update_record(
         if kind_of(category_id) in ("company", "family", "product")
     ]
     classification = classification_of(metadata, kind_of) or bundle_classification or UPDATES_CLASSIFICATION
-    title = next(
-        (p.title for p in metadata.localized_properties if p.language == (metadata.default_language or "en")),
-        metadata.localized_properties[0].title if metadata.localized_properties else metadata.update_id,
+    default = next(
+        (p for p in metadata.localized_properties if p.language == (metadata.default_language or "en")),
+        metadata.localized_properties[0] if metadata.localized_properties else None,
     )
-    description = next((p.description for p in metadata.localized_properties if p.description), "") or ""
+    title = default.title if default is not None else metadata.update_id
+    description = (
+        (default.description if default is not None else None)
+        or next((p.description for p in metadata.localized_properties if p.description), "")
+        or ""
+    )
+    localized = [
+        LocalizedText(language=p.language[:40], title=p.title[:1000], description=(p.description or "")[:10_000])
+        for p in metadata.localized_properties
+        if p is not default and p.title
+    ]
     created = (metadata.creation_date or "2000-01-01")[:10]
     urls = file_urls or {}
     file_languages = [metadata_languages(f.languages) for f in metadata.files]
@@ -241,6 +260,10 @@ def update_record(
         release_date=datetime.date.fromisoformat(created),
         kb_article=(metadata.kb_article_id or "")[:10] if (metadata.kb_article_id or "").isdigit() else "",
         description=description[:10_000],
+        localized=localized[:200],
+        msrc_severity=(metadata.msrc_severity or "")[:40],
+        support_url=(metadata.support_url or "")[:2000],
+        eula=(metadata.eula_id or "")[:100],
         languages=languages[:200],
         files=[
             FileRef(
@@ -250,6 +273,8 @@ def update_record(
                 sha256=f.sha256,
                 languages=codes,
                 express=f.patching_type is not None,
+                patching=(f.patching_type or "")[:40],
+                modified=f.modified[:40] if f.modified else None,
                 encrypted=f.encrypted,
                 url=urls.get(f.digest),
             )
