@@ -109,7 +109,8 @@ def measure(workload: str, title: str, limit_rate: str | None, quick: bool) -> R
         report.notes.append(f"{size >> 20} MiB file, {runs} alternating runs, targets on tmpfs.")
         report.notes.append(
             "'transfer alone' is upmirror with no digest to check: its distance to the first row is what verifying "
-            "costs (the file read back and hashed), work none of the peers does."
+            "costs (BLAKE3 alone: each chunk hashed as a subtree while it streams; with other digests, the file read "
+            "back and hashed), work none of the peers does."
         )
         return report
     finally:

@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import blake3
+
 from tests.support.cli import UPMIRROR, RunUpmirror
 from tests.support.downloads import payload
 from tests.support.faulty_server import FaultyServer
@@ -110,7 +112,10 @@ def test_sigkill_mid_transfer_then_restart_fetches_only_unfinished_chunks(tmp_pa
     journal = out / ".partial" / "big.bin.part.journal"
     # About 4 MB/s over two connections: a few seconds of transfer to interrupt.
     with FaultyServer({"/big.bin": data}, rate=2 << 20) as server:
+        # With the BLAKE3 asked for, each chunk is hashed as a subtree as it streams; the restart reads back the
+        # chunks the killed run finished for theirs.
         command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "256k"]
+        command += ["--blake3", blake3.blake3(data).hexdigest()]
         kill_when([*command, "--connections", "2"], lambda: len(journal_chunks(journal)) >= 6)
         finished_before_kill = journal_chunks(journal)
         assert not (out / "big.bin").exists()
@@ -128,7 +133,9 @@ def test_sigkill_mid_chunk_keeps_the_verified_beginning_of_the_chunk(tmp_path: P
     journal = out / ".partial" / "big.bin.part.journal"
     # 1 MiB/s on one connection: the first chunk takes four seconds, its progress journaled on the way.
     with FaultyServer({"/big.bin": data}, rate=1 << 20) as server:
+        # The kept beginning of the chunk is read back into the chunk's BLAKE3 subtree before the rest streams in.
         command = [*UPMIRROR, "fetch", f"{server.url}/big.bin", "--to", str(out), "--chunk-size", "4M"]
+        command += ["--blake3", blake3.blake3(data).hexdigest()]
         kill_when([*command, "--connections", "1"], lambda: journal_records(journal).get(0, 0) >= 1 << 20)
         progress = journal_records(journal)[0]
         assert progress < big_chunk  # the kill came within the first chunk
