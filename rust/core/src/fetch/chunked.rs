@@ -158,7 +158,7 @@ async fn fetch_chunk(
     if let Some(hasher) = subtree.as_mut()
         && offset > start
     {
-        read_into(chunked, start, offset, |data| {
+        read_into(chunked, start, offset, &mut vec![0u8; HASH_READ.min((offset - start) as usize)], |data| {
             hasher.update(data);
         })
         .map_err(|e| context.fatal(e))?;
@@ -278,9 +278,8 @@ fn hashed_by_subtrees(algorithms: AlgorithmSet, chunk_size: u64, size: u64) -> b
         && size > chunk_size
 }
 
-/// Feeds bytes `start..end` of the partial file to `sink`, read back a piece at a time.
-fn read_into(file: &ChunkedFile, start: u64, end: u64, mut sink: impl FnMut(&[u8])) -> Result<()> {
-    let mut buffer = vec![0u8; HASH_READ.min((end - start) as usize)];
+/// Feeds bytes `start..end` of the partial file to `sink`, read back a `buffer` at a time.
+fn read_into(file: &ChunkedFile, start: u64, end: u64, buffer: &mut [u8], mut sink: impl FnMut(&[u8])) -> Result<()> {
     let mut at = start;
     while at < end {
         let n = ((end - at) as usize).min(buffer.len());
@@ -295,12 +294,14 @@ fn read_into(file: &ChunkedFile, start: u64, end: u64, mut sink: impl FnMut(&[u8
 fn root_of_subtrees(file: &ChunkedFile) -> Result<Option<Digests>> {
     let subtrees = file.subtrees.as_ref().expect("hashed by subtrees");
     let mut values = subtrees.lock().expect("subtrees lock").clone();
+    let mut buffer = Vec::new();
     for (index, value) in values.iter_mut().enumerate() {
         if value.is_none() {
             let start = index as u64 * file.chunk_size;
             let mut hasher = blake3::Hasher::new();
             hasher.set_input_offset(start);
-            read_into(file, start, (start + file.chunk_size).min(file.size), |data| {
+            buffer.resize(HASH_READ, 0);
+            read_into(file, start, (start + file.chunk_size).min(file.size), &mut buffer, |data| {
                 hasher.update(data);
             })?;
             *value = Some(hasher.finalize_non_root());
@@ -355,14 +356,7 @@ fn hash_behind(file: &ChunkedFile, algorithms: AlgorithmSet) -> Result<Option<Di
             }
         }
         let start = index as u64 * file.chunk_size;
-        let end = (start + file.chunk_size).min(file.size);
-        let mut at = start;
-        while at < end {
-            let n = ((end - at) as usize).min(HASH_READ);
-            file.file.read_exact_at(&mut buffer[..n], at).at(&file.part_path)?;
-            hasher.update(&buffer[..n]);
-            at += n as u64;
-        }
+        read_into(file, start, (start + file.chunk_size).min(file.size), &mut buffer, |data| hasher.update(data))?;
     }
     Ok(Some(hasher.finalize()))
 }
