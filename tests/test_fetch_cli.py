@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import blake3
+import pytest
 
 from tests.support.cli import UPMIRROR, RunUpmirror
 from tests.support.downloads import payload
@@ -17,6 +18,7 @@ from tests.support.faulty_server import FaultyServer
 from tests.support.nginx import NginxServer
 from tests.support.waiting import wait_for
 from upmirror import DownloadJob, HttpClient
+from upmirror.cli.common import parse_size
 
 CHUNK = 256 << 10
 JOURNAL_HEADER = 32  # magic, size, chunk size, validator length; then the validator and 24-byte records
@@ -81,6 +83,24 @@ def test_fetch_refuses_bad_input_with_exit_2(tmp_path: Path, run_upmirror: RunUp
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("upmirror: ")
         assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1000", 1000), ("64K", 64 << 10), ("512k", 512 << 10), ("8M", 8 << 20), ("8MiB", 8 << 20), ("1.5G", 3 << 29)],
+)
+def test_sizes_on_the_command_line_are_binary_units(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_a_bad_size_is_a_usage_error_naming_the_option(tmp_path: Path, run_upmirror: RunUpmirror) -> None:
+    for text in ("lots", "", "-1M", "1.2.3G", "nan"):
+        with pytest.raises(ValueError, match="is not a size"):
+            parse_size(text)
+    result = run_upmirror("fetch", "http://127.0.0.1:1/a.cab", "--to", tmp_path / "x", "--chunk-size", "lots")
+    assert result.returncode == 2
+    assert "argument --chunk-size: 'lots' is not a size" in result.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -8,7 +8,6 @@ but stable for one server: a restarted scheduler picks the same time again inste
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, time, timedelta
 
 from upmirror.options import ScheduleOptions
@@ -40,6 +39,8 @@ class Schedule:
         """The random offset of one slot: uniform in [0, max_offset], a pure function of (seed, slot)."""
         if self.max_offset <= timedelta(0):
             return timedelta(0)
+        import hashlib  # noqa: PLC0415 (OpenSSL loads on use: `upmirror status` of a manual schedule needs none)
+
         digest = hashlib.sha256(f"{self.seed}|{slot.astimezone(UTC).isoformat()}".encode()).digest()
         fraction = int.from_bytes(digest[:8], "big") / 2**64
         return timedelta(seconds=round(fraction * self.max_offset.total_seconds()))

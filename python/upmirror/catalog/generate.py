@@ -116,17 +116,6 @@ class Summary:
     new_products: list[str] = field(default_factory=list)
 
 
-def parse_size(text: str) -> int:
-    """``4G``, ``512M``, ``64k``, ``1000`` (binary units) -> bytes; ValueError for anything else."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in units else (cleaned, "")
-    value = float(number)  # ValueError for junk
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(text)
-    return int(value * units[unit])
-
-
 class Planner:
     """Plans updates one by one from a seeded random generator: titles, products, languages, files, supersedence,
     driver hardware IDs. Supersedence chains are kept per product line / device, so memory stays bounded."""

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from upmirror.catalog import generate
-from upmirror.cli.common import EXIT_OK, format_bytes
+from upmirror.cli.common import EXIT_OK, format_bytes, parse_size, server_directory
 from upmirror.cli.options import initialize
 from upmirror.errors import InputError
-from upmirror.options import Options, ServerDirectory
-from upmirror.store import Store
+
+# The type checkers read this as True; what a command needs loads when it runs, not when its parser is built.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upmirror.options import Options, ServerDirectory
+    from upmirror.store import Store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def open_root(directory: ServerDirectory) -> tuple[Options, Store]:
+    from upmirror.store import Store  # noqa: PLC0415
+
     options = directory.load()
     if not options.is_root:
         raise InputError(f"{directory.root} syncs from {options.source.upstream}: only a root server takes a catalog")
@@ -52,13 +57,16 @@ def open_root(directory: ServerDirectory) -> tuple[Options, Store]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from upmirror.catalog import generate  # noqa: PLC0415
+    from upmirror.options import Options  # noqa: PLC0415
+
     if not 0 <= args.updates <= 10_000_000:
         raise InputError(f"--updates {args.updates} is out of range; use 0 to 10000000")
     try:
-        content_size = generate.parse_size(args.content_size)
-    except (ValueError, IndexError):
+        content_size = parse_size(args.content_size)
+    except ValueError:
         raise InputError(f"--content-size {args.content_size!r} is not a size; use e.g. 4G, 512M, 64K") from None
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     if not directory.exists():
         initialize(directory, Options())
     options, store = open_root(directory)
@@ -77,7 +85,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_revise(args: argparse.Namespace) -> int:
-    directory = ServerDirectory.from_arg(args.dir)
+    from upmirror.catalog import generate  # noqa: PLC0415
+
+    directory = server_directory(args)
     options, store = open_root(directory)
     with store:
         before = store.anchor()

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 
-from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
+from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes, server_directory
 from upmirror.errors import InputError
-from upmirror.options import ServerDirectory
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("choose at least one of --unused, --unneeded-files, --expired, --superseded")
     if args.superseded_min_age < 0:
         raise InputError(f"--superseded-min-age must be 0 or more days, not {args.superseded_min_age}")
-    report = clean(ServerDirectory.from_arg(args.dir), choice, dry_run=args.dry_run)
+    report = clean(server_directory(args), choice, dry_run=args.dry_run)
     if args.json:
+        import dataclasses  # noqa: PLC0415 (only --json needs them)
+        import json  # noqa: PLC0415
+
         json.dump(dataclasses.asdict(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK

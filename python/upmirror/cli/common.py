@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from upmirror._native import ProgressSnapshot
+    from upmirror.options import ServerDirectory
 
     ProgressCallback = Callable[[ProgressSnapshot], None]
 
@@ -25,6 +26,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # What a shell reports for a program that SIGPIPE ended (128 + 13): `upmirror updates list | head` stops quietly.
 EXIT_BROKEN_PIPE = 128 + 13
+
+# Binary units of sizes given on the command line (8M, 512k, 1.5G, 1T).
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 # Without a terminal, a progress line at most this often (seconds), and only for work that lasts longer.
 PLAIN_PROGRESS_INTERVAL = 10.0
@@ -40,6 +44,36 @@ class CommandError(UpmirrorError):
 
 def add_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", help="the server directory (default: $UPMIRROR_DIR, else the current directory)")
+
+
+def server_directory(args: argparse.Namespace) -> ServerDirectory:
+    """The server directory a command's ``--dir`` names; the options module loads here, when a command runs, not
+    when its parser is built."""
+    from upmirror.options import ServerDirectory  # noqa: PLC0415
+
+    return ServerDirectory.from_arg(args.dir)
+
+
+def parse_size(text: str) -> int:
+    """``8M``, ``512k``, ``1.5G``, ``1T`` or a plain number of bytes (binary units); ValueError for anything else."""
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = value[-1:] if value[-1:] in SIZE_UNITS else ""
+    number = value[: len(value) - len(unit)]
+    if number.isdigit():
+        return int(number) * SIZE_UNITS[unit]
+    if number.replace(".", "", 1).isdigit():
+        return int(float(number) * SIZE_UNITS[unit])
+    raise ValueError(f"{text!r} is not a size (a number with an optional k, M, G or T)")
+
+
+def size_argument(text: str) -> int:
+    """``parse_size`` as an argparse type: a bad size is a usage error naming the option."""
+    import argparse  # noqa: PLC0415 (loaded already: a parser is running)
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def print_error(message: str) -> None:

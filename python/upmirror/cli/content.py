@@ -8,7 +8,15 @@ import sys
 from contextlib import contextmanager
 
 from upmirror._native import copy_content, deduplicate, verify_content
-from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
+from upmirror.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CommandError,
+    format_bytes,
+    print_error,
+    progress_display,
+    server_directory,
+)
 from upmirror.errors import InputError
 
 # A command's start is its imports (W12): typing, pathlib and json load only where they are used.
@@ -150,9 +158,7 @@ def run_copy(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from upmirror.options import ServerDirectory  # noqa: PLC0415 (copy and dedup need no options)
-
-    server = ServerDirectory.from_arg(args.dir)
+    server = server_directory(args)
     directory = Path(args.directory) if args.directory else server.content_dir(server.load())
     report = run_native("Verifying", verify_content, directory, full=args.full, threads=args.threads)
     if args.repair:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +36,8 @@ def step(text: str) -> None:
 
 
 def upmirror(*args: str) -> str:
+    import subprocess  # noqa: PLC0415 (subprocess and tempfile load when the demo runs, not for its --help)
+
     done = subprocess.run([*UPMIRROR, *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise CommandError(f"upmirror {args[0]} failed: {done.stderr.strip()}", EXIT_FAILURE)
@@ -47,6 +47,8 @@ def upmirror(*args: str) -> str:
 @contextlib.contextmanager
 def serving(directory: Path) -> Iterator[str]:
     """``upmirror serve`` on a free loopback port as a child process; yields its URL, stops it on exit."""
+    import subprocess  # noqa: PLC0415
+
     with subprocess.Popen(
         [*UPMIRROR, "serve", "--dir", str(directory), "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -68,6 +70,8 @@ def serving(directory: Path) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
     from upmirror.options import ServerDirectory  # noqa: PLC0415 (the sync stack loads only when it runs)
     from upmirror.status import status_document  # noqa: PLC0415
     from upmirror.sync import synchronize  # noqa: PLC0415

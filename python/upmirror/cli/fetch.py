@@ -15,22 +15,19 @@ import time
 from pathlib import Path
 
 from upmirror._native import DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DownloadJob, DownloadReport, HttpClient
-from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, CommandError, format_bytes, print_error, progress_display
+from upmirror.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    CommandError,
+    format_bytes,
+    print_error,
+    progress_display,
+    size_argument,
+)
 from upmirror.errors import InputError
 
 # The proxy password is read from the environment, never from the command line (where `ps` would show it).
 PROXY_PASSWORD_VARIABLE = "UPMIRROR_PROXY_PASSWORD"  # noqa: S105 (a variable name, not a secret)
-SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """``8M``, ``512k``, ``1G`` or a plain number of bytes (binary units)."""
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    unit = value[-1:] if value[-1:] in SIZE_UNITS else ""
-    number = value[: len(value) - len(unit)]
-    if not number.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number with an optional k, M or G)")
-    return int(number) * SIZE_UNITS[unit]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (one URL only)")
     parser.add_argument("--blake3", metavar="HEX", help="expected BLAKE3 (one URL only)")
     parser.add_argument("--connections", type=int, help="connections at once (default: the engine's, measured)")
-    parser.add_argument("--chunk-size", type=parse_size, help="Range chunk size, e.g. 8M (default: the engine's)")
+    parser.add_argument("--chunk-size", type=size_argument, help="Range chunk size, e.g. 8M (default: the engine's)")
     parser.add_argument(
         "--retries", type=int, help=f"retries per request after a transient failure (default {DEFAULT_RETRIES})"
     )

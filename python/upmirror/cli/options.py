@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
 
-import msgspec
-import tomli_w
-
-from upmirror.cli.common import EXIT_OK, add_dir_argument
+from upmirror.cli.common import EXIT_OK, add_dir_argument, server_directory
 from upmirror.errors import InputError, UpmirrorError
-from upmirror.model import PRODUCT_KINDS, Category
-from upmirror.options import Options, ServerDirectory, set_option, validate, validate_upstream_url
-from upmirror.store import Store
 
+# The type checkers read this as True. The options, the records and the store load when a command runs, not when its
+# parser is built (`upmirror init --help` starts as fast as a bare command).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    from upmirror.model import Category
+    from upmirror.options import Options, ServerDirectory
     from upmirror.upstream import Upstream
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -59,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_init(args: argparse.Namespace) -> int:
-    directory = ServerDirectory.from_arg(args.dir)
+    from upmirror.options import Options, validate_upstream_url  # noqa: PLC0415
+
+    directory = server_directory(args)
     if directory.exists():
         raise InputError(f"{directory.root} is already a server directory")
     if args.replica and not args.upstream:
@@ -77,6 +78,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 def initialize(directory: ServerDirectory, options: Options) -> None:
     """Creates the server directory's parts: options, metadata database, content and logs folders."""
+    from upmirror.store import Store  # noqa: PLC0415
+
     directory.root.mkdir(parents=True, exist_ok=True)
     directory.save(options)
     directory.content_dir(options).mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,11 @@ def initialize(directory: ServerDirectory, options: Options) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    redacted = ServerDirectory.from_arg(args.dir).load().redacted()
+    import json  # noqa: PLC0415
+
+    import tomli_w  # noqa: PLC0415
+
+    redacted = server_directory(args).load().redacted()
     if args.json:
         json.dump(redacted, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -95,7 +102,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    directory = ServerDirectory.from_arg(args.dir)
+    from upmirror.options import set_option, validate  # noqa: PLC0415
+
+    directory = server_directory(args)
     options = directory.load(check=False)  # values that no longer fit together can be repaired here
     words = [args.key, args.value, *args.more]
     if len(words) % 2:
@@ -122,6 +131,8 @@ def run_set(args: argparse.Namespace) -> int:
 
 def ask_upstream(options: Options, question: Callable[[Upstream], T]) -> T:
     """One question to the upstream, asked once: a person is waiting, and a failure is theirs to judge."""
+    import msgspec  # noqa: PLC0415
+
     from upmirror.upstream import Upstream  # noqa: PLC0415 (only the commands that ask pay for it)
 
     once = msgspec.structs.replace(options, transfer=msgspec.structs.replace(options.transfer, retries=0))
@@ -135,6 +146,7 @@ def check_offered_languages(directory: ServerDirectory, options: Options) -> Non
     """After a first sync, a downstream's languages must be among those its upstream offers (one question to it;
     when it cannot be asked, the next sync checks)."""
     from upmirror.filters import check_languages  # noqa: PLC0415
+    from upmirror.store import Store  # noqa: PLC0415
 
     if options.is_root:
         return
@@ -152,6 +164,8 @@ def check_offered_languages(directory: ServerDirectory, options: Options) -> Non
 def server_categories(directory: ServerDirectory, options: Options) -> list[Category]:
     """The categories the server knows: those stored, else (a downstream before its first sync) the upstream's,
     asked for and not stored. Raises UpmirrorError when the upstream cannot be asked."""
+    from upmirror.store import Store  # noqa: PLC0415
+
     with Store.open(directory.database_path) as store:
         categories = store.categories()
     if categories or options.is_root:
@@ -163,6 +177,7 @@ def resolve_categories(directory: ServerDirectory, key: str, text: str, options:
     """Products or classifications named by title or id, checked against those the server knows (from its
     upstream, or its own catalog); a parent and its child together are stored as the parent alone."""
     from upmirror.filters import ProductTree, resolve_names  # noqa: PLC0415
+    from upmirror.model import PRODUCT_KINDS  # noqa: PLC0415
 
     values = [item.strip() for item in text.split(",") if item.strip()]
     try:

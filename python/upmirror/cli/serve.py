@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument
+from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument, server_directory
 from upmirror.errors import InputError
-from upmirror.options import ServerDirectory
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from upmirror import server  # noqa: PLC0415
 
     workers = server.default_workers() if args.workers is None else args.workers
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     options = directory.load()
     port = options.server.port if args.port is None else args.port
     if not 0 <= port <= 65535:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from upmirror.cli.common import EXIT_FAILURE, EXIT_OK, add_dir_argument, format_bytes, progress_display
+from upmirror.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_dir_argument,
+    format_bytes,
+    progress_display,
+    server_directory,
+)
 from upmirror.errors import UpmirrorError
 
 # msgspec, the records and the options load in the handlers: `sync --help` starts without them (W12).
@@ -39,10 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_sync(args: argparse.Namespace) -> int:
     import msgspec  # noqa: PLC0415
 
-    from upmirror.options import ServerDirectory  # noqa: PLC0415
     from upmirror.sync import synchronize  # noqa: PLC0415 (the sync stack loads only for this command)
 
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
 
     def say(line: str) -> None:
         if not args.json:
@@ -100,10 +106,9 @@ def run_status(args: argparse.Namespace) -> int:
     import msgspec  # noqa: PLC0415
 
     from upmirror.model import SyncRecord  # noqa: PLC0415
-    from upmirror.options import ServerDirectory  # noqa: PLC0415
     from upmirror.status import status_document  # noqa: PLC0415
 
-    status = status_document(ServerDirectory.from_arg(args.dir), history_limit=args.limit)
+    status = status_document(server_directory(args), history_limit=args.limit)
     if args.json:
         json.dump(status, sys.stdout, indent=2)
         sys.stdout.write("\n")

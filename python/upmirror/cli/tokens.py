@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from upmirror.cli.common import EXIT_OK, add_dir_argument
-from upmirror.options import ServerDirectory
-from upmirror.store import Store
+from upmirror.cli.common import EXIT_OK, add_dir_argument, server_directory
+
+# The type checkers read this as True; what a command needs loads when it runs, not when its parser is built.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upmirror.store import Store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def open_store(args: argparse.Namespace) -> Store:
-    directory = ServerDirectory.from_arg(args.dir)
+    from upmirror.store import Store  # noqa: PLC0415
+
+    directory = server_directory(args)
     directory.load()  # a clear error when DIR is not a server directory
     return Store.open(directory.database_path)
 

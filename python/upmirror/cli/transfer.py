@@ -5,14 +5,10 @@ as a wsusutil package (a cabinet WSUS imports, and import reads WSUS's)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
 
-from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes
-from upmirror.cli.fetch import parse_size
+from upmirror.cli.common import EXIT_OK, add_dir_argument, format_bytes, server_directory, size_argument
 from upmirror.errors import InputError
-from upmirror.options import ServerDirectory
 
 DEFAULT_CHUNK_SIZE = 4 << 30
 # How many updates lacking content the text report names (--json names them all).
@@ -36,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--since", default="", metavar="ANCHOR", help="only changes after this export anchor")
     export.add_argument("--with-content", action="store_true", help="write a seed bundle directory with content")
     export.add_argument(
-        "--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, help="largest content part (default 4G)"
+        "--chunk-size", type=size_argument, default=DEFAULT_CHUNK_SIZE, help="largest content part (default 4G)"
     )
     add_dir_argument(export)
     export.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -57,11 +53,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import dataclasses  # noqa: PLC0415 (the reports; start-up time)
+    import json  # noqa: PLC0415
+
     from upmirror.bundle import export_bundle  # noqa: PLC0415 (start-up time: heavy modules on use)
     from upmirror.package import export_package  # noqa: PLC0415
     from upmirror.store import Store, parse_anchor  # noqa: PLC0415
 
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     options = directory.load()
     if args.chunk_size < 1 << 20:
         raise InputError(f"--chunk-size {args.chunk_size} is too small (at least 1M)")
@@ -93,6 +92,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _export_wsus(args: argparse.Namespace, database: Path, target: Path, languages: list[str]) -> int:
+    import dataclasses  # noqa: PLC0415 (the reports; start-up time)
+    import json  # noqa: PLC0415
+
     from upmirror.serversync.wsusutil import export_wsus_package  # noqa: PLC0415 (start-up time)
     from upmirror.store import Store  # noqa: PLC0415
 
@@ -113,13 +115,16 @@ def _export_wsus(args: argparse.Namespace, database: Path, target: Path, languag
 
 
 def run_import(args: argparse.Namespace) -> int:
+    import dataclasses  # noqa: PLC0415 (the reports; start-up time)
+    import json  # noqa: PLC0415
+
     from upmirror.bundle import import_bundle, is_bundle  # noqa: PLC0415 (start-up time: heavy modules on use)
     from upmirror.package import import_package  # noqa: PLC0415
     from upmirror.serversync.wsusutil import import_wsus_package, is_wsus_package  # noqa: PLC0415
     from upmirror.store import Store  # noqa: PLC0415
     from upmirror.sync import sync_lock  # noqa: PLC0415
 
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     options = directory.load()
     if options.source.replica:
         raise InputError(f"{directory.root} is a replica: metadata cannot be imported into a replica (WSUS rule)")

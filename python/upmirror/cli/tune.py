@@ -8,14 +8,15 @@ import argparse
 import json
 import math
 import sys
-from typing import TYPE_CHECKING, Any
 
-from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument, format_bytes
-from upmirror.cli.fetch import parse_size
+from upmirror.cli.common import EXIT_OK, CommandError, add_dir_argument, format_bytes, server_directory, size_argument
 from upmirror.errors import InputError
 
+# The type checkers read this as True; importing it from `typing` would cost a command milliseconds of start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from upmirror.model import FileRef
     from upmirror.options import Options, ServerDirectory
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_dir_argument(bench)
     bench.add_argument("--json", action="store_true", help="print the measurements as JSON")
-    bench.add_argument("--size", type=parse_size, default="512M", help="size of the hashed file (default 512M)")
+    bench.add_argument("--size", type=size_argument, default="512M", help="size of the hashed file (default 512M)")
     bench.add_argument(
         "--seconds", default=str(BENCH_DOWNLOAD_SECONDS), help="time for the download runs (default %(default)s)"
     )
@@ -105,13 +106,13 @@ def rate_text(rate: float) -> str:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from upmirror.options import ServerDirectory, set_option  # noqa: PLC0415
+    from upmirror.options import set_option  # noqa: PLC0415
     from upmirror.tuning import MeasurementError, tune  # noqa: PLC0415
 
     seconds = parse_seconds(args.seconds)
     connections_grid = parse_grid("--connections", args.connections, 256)
     chunk_grid = parse_grid("--chunk-sizes", args.chunk_sizes, 1024)
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     options = directory.load()
     if options.is_root:
         raise InputError(f"{directory.root} is a root server: it has no upstream link to tune")
@@ -202,10 +203,8 @@ def print_tune(result: TuneResult, *, applied: bool, directory: ServerDirectory)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from upmirror.options import ServerDirectory  # noqa: PLC0415
-
     explicit = args.dir is not None
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     if explicit and not directory.exists():
         directory.load()  # raises the one-line "not a server directory" error
     if args.size < 1:

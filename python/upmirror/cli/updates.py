@@ -3,18 +3,24 @@ what the administrator reviews and decides. A replica mirrors its upstream's dec
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from collections.abc import Iterator
 
-from upmirror.cli.common import EXIT_OK, add_dir_argument
+from upmirror.cli.common import EXIT_OK, add_dir_argument, server_directory
 from upmirror.cli.options import server_categories
 from upmirror.errors import InputError, UpmirrorError
-from upmirror.filters import ProductTree, TreeNode
-from upmirror.model import PRODUCT_KINDS, ApprovalAction, Category, Update
-from upmirror.options import Options, ServerDirectory
-from upmirror.store import Store
+
+# The type checkers read this as True. The options, the records and the store load when a command runs, not when its
+# parser is built.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+
+    from upmirror.filters import TreeNode
+    from upmirror.model import ApprovalAction, Category, Update
+    from upmirror.options import Options
+    from upmirror.store import Store
 
 DECISIONS: dict[str, ApprovalAction] = {"approve": "approved", "decline": "declined", "reinstate": "not_approved"}
 
@@ -49,14 +55,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def open_server(args: argparse.Namespace) -> tuple[Options, Store]:
-    directory = ServerDirectory.from_arg(args.dir)
+    from upmirror.store import Store  # noqa: PLC0415
+
+    directory = server_directory(args)
     options = directory.load()
     return options, Store.open(directory.database_path)
 
 
 def known_categories(args: argparse.Namespace, kinds: tuple[str, ...]) -> tuple[Options, list[Category]]:
     """The server's options and the categories of ``kinds`` it knows (the upstream's before a first sync)."""
-    directory = ServerDirectory.from_arg(args.dir)
+    directory = server_directory(args)
     options = directory.load()
     try:
         categories = server_categories(directory, options)
@@ -117,6 +125,9 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def run_products(args: argparse.Namespace) -> int:
+    from upmirror.filters import ProductTree  # noqa: PLC0415
+    from upmirror.model import PRODUCT_KINDS  # noqa: PLC0415
+
     options, categories = known_categories(args, PRODUCT_KINDS)
     tree = ProductTree(categories)
     # Depth first, as the WSUS console shows the tree (company, families, products), each level by title.

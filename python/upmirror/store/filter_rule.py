@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from upmirror.errors import InputError
 from upmirror.model import DriversRequest, FilterItem, RevisionsRequest
@@ -31,8 +31,7 @@ from upmirror.store.schema import column_pages, pages, parse_anchor
 from upmirror.store.updates import Updates
 
 
-@dataclass
-class Listing:
+class Listing(NamedTuple):
     """The answer to a revisions or drivers request, read lazily from one consistent snapshot: ``anchor`` is the
     change counter of that snapshot; ``revisions`` yields pages of (update id, revision); ``expired`` pages of
     update ids."""

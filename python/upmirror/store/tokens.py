@@ -4,9 +4,7 @@ revoked, and checked on every request."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
-import secrets
 import sqlite3
 
 from upmirror.errors import InputError
@@ -17,6 +15,9 @@ TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 def hash_token(token: str) -> str:
+    # hashlib and secrets load on use (OpenSSL takes milliseconds): `upmirror status` opens the store without them.
+    import hashlib  # noqa: PLC0415
+
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -29,6 +30,8 @@ class Tokens(StoreBase):
         if not TOKEN_NAME.match(name):
             raise InputError(f"token name {name!r} is not allowed; use letters, digits, '.', '_', '-', '@' (max 64)")
         # A fixed prefix: recognisable in a secret scan, and never taken for a command-line option (no leading "-").
+        import secrets  # noqa: PLC0415
+
         token = "upm_" + secrets.token_urlsafe(32)
         created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         with self.transaction():

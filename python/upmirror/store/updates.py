@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -29,19 +28,19 @@ UPDATE_TABLES: Final = (
 )
 
 
-@dataclass
 class UpdateRows:
     """Rows of stored revisions gathered to be written a table at a time."""
 
-    uids: set[int] = field(default_factory=set)
-    files: list[tuple[str, int, str, str | None, str | None, str | None]] = field(default_factory=list)
-    products: list[tuple[int, int]] = field(default_factory=list)
-    update_languages: list[tuple[int, str]] = field(default_factory=list)
-    languages: set[str] = field(default_factory=set)
-    hardware_ids: list[tuple[str, int]] = field(default_factory=list)
-    computer_hardware_ids: list[tuple[str, int]] = field(default_factory=list)
-    update_files: list[tuple[int, str, str, bool]] = field(default_factory=list)
-    bundled_updates: list[tuple[int, str]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.uids: set[int] = set()
+        self.files: list[tuple[str, int, str, str | None, str | None, str | None]] = []
+        self.products: list[tuple[int, int]] = []
+        self.update_languages: list[tuple[int, str]] = []
+        self.languages: set[str] = set()
+        self.hardware_ids: list[tuple[str, int]] = []
+        self.computer_hardware_ids: list[tuple[str, int]] = []
+        self.update_files: list[tuple[int, str, str, bool]] = []
+        self.bundled_updates: list[tuple[int, str]] = []
 
     def write(self, connection: sqlite3.Connection) -> None:
         connection.executemany(INSERT_FILE, self.files)
