@@ -13,7 +13,7 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::future::Future;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -250,9 +250,7 @@ fn read_parts(file: &File, parts: &[(u64, u64, Bytes)], tail: &Bytes) -> std::io
     let mut body = Vec::with_capacity(SMALL_BODY as usize);
     for (start, end, head) in parts {
         body.extend_from_slice(head);
-        let from = body.len();
-        body.resize(from + (end - start) as usize, 0);
-        file.read_exact_at(&mut body[from..], *start)?;
+        append_read(file, *start, (end - start) as usize, &mut body)?;
     }
     body.extend_from_slice(tail);
     Ok(Pieces::from(vec![Bytes::from(body)]))
@@ -306,14 +304,38 @@ impl FileBody {
         }
         let file = self.file.clone();
         self.reading = Some(tokio::task::spawn_blocking(move || {
-            let mut piece = vec![0; length];
-            file.read_exact_at(&mut piece, at).map_err(|error| match error.kind() {
-                ErrorKind::UnexpectedEof => std::io::Error::other("the file shrank while it was sent"),
-                _ => error,
-            })?;
+            let mut piece = Vec::with_capacity(length);
+            append_read(&file, at, length, &mut piece)?;
             Ok(Bytes::from(piece))
         }));
     }
+}
+
+/// Appends `length` bytes of the file read at `at` to `buffer`, which is not zeroed first: the reads fill every byte,
+/// and zeroing would be one more pass over memory for each piece, the front's cost on a large file.
+fn append_read(file: &File, at: u64, length: usize, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+    let end = buffer.len() + length;
+    buffer.reserve(length);
+    while buffer.len() < end {
+        let wanted = end - buffer.len();
+        let offset = libc::off_t::try_from(at + (length - wanted) as u64).map_err(std::io::Error::other)?;
+        // SAFETY: pread writes at most `wanted` bytes into the spare capacity (reserved: at least `wanted` long), and
+        // the length grows by exactly the bytes it wrote.
+        let read =
+            unsafe { libc::pread(file.as_raw_fd(), buffer.spare_capacity_mut().as_mut_ptr().cast(), wanted, offset) };
+        match read {
+            0 => return Err(std::io::Error::other("the file shrank while it was sent")),
+            ..0 => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            // SAFETY: the first `read` bytes of the spare capacity were just written.
+            _ => unsafe { buffer.set_len(buffer.len() + read.unsigned_abs()) },
+        }
+    }
+    Ok(())
 }
 
 impl Body for FileBody {
@@ -435,5 +457,20 @@ mod tests {
         assert!(ranges(&many, 5000).is_err());
         let most = format!("bytes={}", vec!["0-1"; MAX_RANGES].join(","));
         assert_eq!(ranges(&most, 5000).map(|r| r.map(|r| r.len())), Ok(Some(MAX_RANGES)));
+    }
+
+    #[test]
+    fn a_read_appends_the_range_after_what_the_buffer_holds_and_a_short_file_fails() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("file");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buffer = b"head".to_vec();
+        append_read(&file, 1_000_001, 1_500_000, &mut buffer).unwrap();
+        assert_eq!(&buffer[..4], b"head");
+        assert_eq!(&buffer[4..], &data[1_000_001..2_500_001]);
+        let error = append_read(&file, 2_999_000, 1_001, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("shrank"), "{error}");
     }
 }
