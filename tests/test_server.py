@@ -5,15 +5,20 @@ checked with curl as an independent client as well as with Python; tokens guard 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import msgspec
 import pytest
 
 from tests.catalog_rules import expected_answer, latest_records
@@ -438,6 +443,104 @@ def test_a_refused_content_request_gets_the_token_check_answer(root: Root) -> No
         assert reply.headers["WWW-Authenticate"] == 'Bearer realm="upmirror"'
         assert b"upmirror tokens add" in reply.body
         assert token.encode() not in reply.body or not token
+
+
+def connect(root: Root, receive_buffer: int | None = None) -> socket.socket:
+    host, port = root.server.url.removeprefix("http://").rsplit(":", 1)
+    connection = socket.socket()
+    if receive_buffer is not None:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    connection.settimeout(30)
+    connection.connect((host, int(port)))
+    return connection
+
+
+def read_response(stream: BinaryIO, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response read from ``stream``: status, headers (lower-case names), body (by Content-Length)."""
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if method == "HEAD" or status == 304 else int(headers["content-length"])
+    return status, headers, stream.read(length)
+
+
+@contextmanager
+def content_file(root: Root, data: bytes) -> Iterator[str]:
+    """``data`` as a file of the root's content directory for the time of the block; yields its layout path."""
+    relative = content_relative_path(hashlib.sha1(data).hexdigest(), ".cab")
+    path = root.directory / "content" / relative
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    try:
+        yield relative
+    finally:
+        path.unlink()
+
+
+def test_a_slow_reader_gets_a_large_file_whole(root: Root) -> None:
+    """The socket fills again and again under a reader with a small window: every byte still arrives, in order."""
+    data = hashlib.shake_256(b"slow reader").digest(24 << 20)
+    with (
+        content_file(root, data) as relative,
+        connect(root, receive_buffer=16 << 10) as connection,
+        connection.makefile("rb", buffering=0) as raw,
+    ):
+        request = f"GET /Content/{relative} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {root.token}\r\n\r\n"
+        connection.sendall(request.encode())
+        status, headers, body = read_response(io.BufferedReader(raw, buffer_size=4096))
+    assert (status, int(headers["content-length"])) == (200, len(data))
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+def test_fast_readers_get_large_files_whole(root: Root, tmp_path: Path) -> None:
+    """curl reads as fast as the server sends, so the socket fills and drains within microseconds, over and over:
+    every transfer completes (a wakeup lost between "full" and "room again" would leave one waiting forever)."""
+    data = hashlib.shake_256(b"fast readers").digest(64 << 20)
+    with content_file(root, data) as relative:
+        for attempt in range(8):
+            done = curl(root, "/Content/" + relative, "--max-time", "30", "-o", str(tmp_path / "got"))
+            assert done.returncode == 0, f"transfer {attempt}: curl exit {done.returncode}"
+            assert hashlib.sha256((tmp_path / "got").read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_one_connection_carries_content_and_protocol_requests_pipelined(root: Root) -> None:
+    """Content requests, then a protocol call, then content again, all sent before any answer is read: each answer
+    comes, in order, on the one connection."""
+    small, large = content_files(root)[0], content_files(root)[-1]
+    auth = f"Authorization: Bearer {root.token}\r\n"
+    requests = [
+        ("GET", content_url(root, large), ""),
+        ("HEAD", content_url(root, small), ""),
+        ("GET", content_url(root, small), "Range: bytes=0-9\r\n"),
+        ("GET", "/api/v1/server", ""),
+        ("GET", content_url(root, large), ""),
+    ]
+    with connect(root) as connection, connection.makefile("rb") as stream:
+        connection.sendall(b"".join(f"{m} {u} HTTP/1.1\r\nHost: x\r\n{auth}{h}\r\n".encode() for m, u, h in requests))
+        answers = [read_response(stream, method) for method, _, _ in requests]
+    assert [(status, body) for status, _, body in answers[:3]] == [
+        (200, large.read_bytes()),
+        (200, b""),
+        (206, small.read_bytes()[:10]),
+    ]
+    assert answers[1][1]["content-length"] == str(small.stat().st_size)
+    assert answers[3][0] == 200
+    assert msgspec.msgpack.decode(answers[3][2], type=ServerInfo).max_updates_per_request > 0
+    assert (answers[4][0], answers[4][2]) == (200, large.read_bytes())
+
+
+def test_connection_close_and_http_1_0_end_the_connection_after_the_answer(root: Root) -> None:
+    path = content_files(root)[1]
+    for version, connection_header in (("HTTP/1.1", "Connection: close\r\n"), ("HTTP/1.0", "")):
+        with connect(root) as connection, connection.makefile("rb") as stream:
+            request = f"GET {content_url(root, path)} {version}\r\nHost: x\r\n{connection_header}"
+            connection.sendall(f"{request}Authorization: Bearer {root.token}\r\n\r\n".encode())
+            status, headers, body = read_response(stream)
+            assert (status, body) == (200, path.read_bytes()), version
+            assert headers.get("connection", "close").lower() == "close", version
+            assert stream.read() == b"", f"{version}: the server closes the connection"
 
 
 # ---- options and lifecycle ----

@@ -2,10 +2,11 @@
 //! (`ContentName`, never joined raw; only regular files reached without a symbolic link are served), validators
 //! (ETag, Last-Modified) and conditional requests (If-None-Match, If-Modified-Since, If-Range) are checked, one range
 //! is a plain 206, several are `multipart/byteranges`, and an unsatisfiable or malformed range is a 416 with a
-//! one-line message. A body up to 64 KiB is read with one pread and leaves with the headers; a larger one is read a
-//! piece at a time on the blocking pool, the next piece while the current one is sent. (Not a memory map, which would
-//! spare one copy: a file truncated under a map, or a disk read failing, would kill the whole server with SIGBUS,
-//! where a read fails this one response.)
+//! one-line message. A body up to 64 KiB is read with one pread and leaves with the headers; a larger one is a plan
+//! of heads and file ranges (`FileParts`), which `plain` sends by sendfile, and which hyper (TLS) reads a piece at a
+//! time on the blocking pool, the next piece while the current one is sent. (Not a memory map, which would spare
+//! hyper's copy: a file truncated under a map, or a disk read failing, would kill the whole server with SIGBUS, where
+//! a read fails this one response.)
 
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -235,7 +236,12 @@ fn send_parts(
     }
     if length > SMALL_BODY {
         return match file.try_clone() {
-            Ok(file) => response.body(FileBody::new(file, parts, tail).boxed_unsync()).expect("valid headers"),
+            Ok(file) => {
+                // The plan goes with the response too: a plain-HTTP connection sends it by sendfile (`plain`), and
+                // hyper, which never polls a body it does not send, reads it a piece at a time (TLS).
+                let plan = FileParts::new(file, parts, tail);
+                response.extension(plan.clone()).body(FileBody::from(plan).boxed_unsync()).expect("valid headers")
+            }
             Err(error) => failure(&error),
         };
     }
@@ -256,22 +262,21 @@ fn read_parts(file: &File, parts: &[(u64, u64, Bytes)], tail: &Bytes) -> std::io
     Ok(Pieces::from(vec![Bytes::from(body)]))
 }
 
-/// A large body: heads and tails as they are, the file's ranges read a piece at a time off the event loop, one piece
-/// ahead of the socket.
-pub(crate) struct FileBody {
-    file: Arc<File>,
-    segments: VecDeque<Segment>,
-    /// The piece being read: it comes before everything still in `segments`.
-    reading: Option<JoinHandle<std::io::Result<Bytes>>>,
+/// What a large body consists of: heads and tails as they are, between them ranges of the file.
+#[derive(Clone)]
+pub(crate) struct FileParts {
+    pub(crate) file: Arc<File>,
+    pub(crate) segments: VecDeque<Segment>,
     remaining: u64,
 }
 
-enum Segment {
+#[derive(Clone)]
+pub(crate) enum Segment {
     Bytes(Bytes),
     File { start: u64, end: u64 },
 }
 
-impl FileBody {
+impl FileParts {
     fn new(file: File, parts: Vec<(u64, u64, Bytes)>, tail: Bytes) -> Self {
         let mut segments = VecDeque::new();
         let mut remaining = tail.len() as u64;
@@ -287,9 +292,27 @@ impl FileBody {
         if !tail.is_empty() {
             segments.push_back(Segment::Bytes(tail));
         }
-        FileBody { file: Arc::new(file), segments, reading: None, remaining }
+        FileParts { file: Arc::new(file), segments, remaining }
     }
+}
 
+/// A large body as hyper sends it: the file's ranges read a piece at a time off the event loop, one piece ahead of
+/// the socket.
+pub(crate) struct FileBody {
+    file: Arc<File>,
+    segments: VecDeque<Segment>,
+    /// The piece being read: it comes before everything still in `segments`.
+    reading: Option<JoinHandle<std::io::Result<Bytes>>>,
+    remaining: u64,
+}
+
+impl From<FileParts> for FileBody {
+    fn from(plan: FileParts) -> Self {
+        FileBody { file: plan.file, segments: plan.segments, reading: None, remaining: plan.remaining }
+    }
+}
+
+impl FileBody {
     /// Starts reading the next piece when the next segment is the file's.
     fn read_ahead(&mut self) {
         if self.reading.is_some() {

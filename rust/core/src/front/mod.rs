@@ -1,13 +1,15 @@
 //! The HTTP front of `upmirror serve` (hyper, HTTP/1.1 with keep-alive, TLS by rustls when the server has a
 //! certificate): it answers `/Content` itself, from the content directory, and forwards everything else (the sync
 //! protocol, the client and admin APIs) to the aiohttp backend on its private Unix socket. Content is most of the
-//! traffic and needs no Python; the backend still decides whose token opens it (`backend`).
+//! traffic and needs no Python; the backend still decides whose token opens it (`backend`). A plain-HTTP connection
+//! starts in `plain`, which sends content by sendfile until a request for anything else hands it to hyper.
 //!
 //! The front takes a listening socket bound by the caller, runs on the process-wide runtime, and stops gracefully:
 //! no new connection is accepted and requests in flight finish (for a few seconds at most).
 
 mod backend;
 mod content;
+mod plain;
 
 use std::convert::Infallible;
 use std::net::TcpListener as StdTcpListener;
@@ -160,10 +162,11 @@ async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (routes, tls, watcher) = (Arc::clone(&routes), tls.clone(), connections.watcher());
+        let (routes, tls, watcher, stopped) =
+            (Arc::clone(&routes), tls.clone(), connections.watcher(), stopped.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, routes, watcher).await,
+                None => plain::serve_plain(stream, routes, watcher, stopped).await,
                 Some(acceptor) => {
                     if let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         serve_connection(stream, routes, watcher).await;
