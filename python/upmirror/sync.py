@@ -5,12 +5,13 @@
 3. fetch categories since the category anchor (new products and classifications arrive on their own);
 4. list revisions since the update anchor for the selected products, classifications and languages, asking in full
    for items added to the filter since the last successful sync;
-5. fetch the metadata of revisions not yet stored, in batches within the upstream's limit, one transaction per batch;
-   record expirations; then the same for the drivers matching the de-duplicated hardware IDs the clients reported
-   (inventory-based driver synchronization); a replica also takes the upstream's approvals and declines;
+5. fetch the metadata of revisions not yet stored, in batches within the upstream's limit, stored up to 2,000 updates
+   per transaction; record expirations; then the same for the drivers matching the de-duplicated hardware IDs the
+   clients reported (inventory-based driver synchronization); a replica also takes the upstream's approvals and
+   declines;
 6. only then advance the anchors: a failed or interrupted sync keeps the old ones and the next run picks up what is
    missing;
-7. download every needed file not yet in the content directory as one job list for the native engine (files that
+7. download every needed file not yet in the content directory, in job lists for the native engine (files that
    fail are named; the sync is then "partial" and the next run fetches only them);
 8. record the attempt in the history.
 """

@@ -1,8 +1,10 @@
 //! The download engine: a job list (URL, target, size, expected digests) fetched into the content store or a plain
 //! directory. Large files are split into Range chunks over several connections, small files go many at once, and the
-//! bytes requested but not yet on disk are bounded. Every byte is hashed (in-stream for files fetched in one piece,
-//! right behind the writers, from the page cache, for chunked ones); a file reaches its final path only after its
-//! digests matched, by an atomic rename that the placing thread (`placement`) makes durable a batch at a time.
+//! bytes requested but not yet on disk are bounded. Every byte is hashed: in-stream for files fetched in one piece;
+//! for chunked files verified by BLAKE3 alone, in power-of-two chunks, one BLAKE3 subtree per chunk by the task that
+//! streams it, merged at the end; for other chunked files right behind the writers, from the page cache. A file
+//! reaches its final path only after its digests matched, by an atomic rename that the placing thread (`placement`)
+//! makes durable a batch at a time.
 //!
 //! Resume: a chunked file's bytes live in `<root>/.partial/<name>.part`, and `<name>.part.journal` gets a record
 //! (chunk, length, XXH3-64 of the chunk's first `length` bytes) each time a chunk under way has `PROGRESS_STEP`
