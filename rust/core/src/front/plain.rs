@@ -174,24 +174,22 @@ async fn send(
         parts.headers.insert(header::DATE, now);
     }
     if no_body {
-        return write_all(stream, &head(parts.status, &parts.headers)).await;
+        return write_all(stream, &[&head(parts.status, &parts.headers)]).await;
     }
     if let Some(plan) = plan {
-        write_all(stream, &head(parts.status, &parts.headers)).await?;
+        write_all(stream, &[&head(parts.status, &parts.headers)]).await?;
         for segment in plan.segments {
             match segment {
-                Segment::Bytes(bytes) => write_all(stream, &bytes).await?,
+                Segment::Bytes(bytes) => write_all(stream, &[&bytes]).await?,
                 Segment::File { start, end } => send_file(stream, &plan.file, start, end).await?,
             }
         }
         return Ok(());
     }
-    // A message, a small file or the backend's refusal: in memory, sent with the head in one write.
+    // A message, a small file or the backend's refusal: in memory, sent with the head in one (vectored) write.
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let mut whole = head(parts.status, &parts.headers);
-    whole.extend_from_slice(&body);
-    write_all(stream, &whole).await
+    write_all(stream, &[&head(parts.status, &parts.headers), &body]).await
 }
 
 fn head(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
@@ -208,11 +206,15 @@ fn head(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
     head
 }
 
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
+/// Writes the pieces in order, as few writes (writev) as the socket allows.
+async fn write_all(stream: &TcpStream, pieces: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = pieces.iter().map(|piece| io::IoSlice::new(piece)).collect();
+    let mut unsent = &mut slices[..];
+    io::IoSlice::advance_slices(&mut unsent, 0); // past empty pieces
+    while !unsent.is_empty() {
         stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(written) => bytes = &bytes[written..],
+        match stream.try_write_vectored(unsent) {
+            Ok(written) => io::IoSlice::advance_slices(&mut unsent, written),
             Err(error) if error.kind() == ErrorKind::WouldBlock => {}
             Err(error) => return Err(error),
         }
