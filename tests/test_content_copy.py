@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import blake3
@@ -22,6 +21,7 @@ from tests.support.content import (
     shared_extents,
     small_tmpfs,
 )
+from tests.support.waiting import wait_for
 
 SIZES = [0, 1, 4095, 4096, 70_000, 300_000, 1 << 20, (2 << 20) + 3, *range(100, 6000, 97)]
 
@@ -161,11 +161,7 @@ def test_a_sigkilled_copy_resumes_with_only_the_unfinished_files(tmp_path: Path,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "dst" / large).exists():
-            assert child.poll() is None, "the copy ended before it could be killed"
-            assert time.monotonic() < deadline, "the copy placed nothing within a minute"
-            time.sleep(0.001)
+        wait_for((tmp_path / "dst" / large).exists, 60, "the copy to place a file", interval=0.001, process=child)
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests.support.downloads import CHUNK, content_job, payload, placed_path, qu
 from tests.support.faulty_server import FaultyServer
 from tests.support.netns import in_private_network, tcp_counter
 from tests.support.nginx import free_port
+from tests.support.waiting import wait_for
 from upmirror._native import UnreachableError
 
 CIRCUIT_THRESHOLD = 3  # refused connections in a row before the engine takes the origin for down (fetch.rs)
@@ -74,8 +74,12 @@ def origin_back_after_an_outage(files: int) -> dict[str, Any]:
 
         thread = threading.Thread(target=download)
         thread.start()
-        while tcp_counter("AttemptFails") - before < CIRCUIT_THRESHOLD and thread.is_alive():
-            time.sleep(0.005)
+        wait_for(
+            lambda: tcp_counter("AttemptFails") - before >= CIRCUIT_THRESHOLD or not thread.is_alive(),
+            60,
+            "the refused connection attempts",
+            interval=0.005,
+        )
         outcome["refused_while_down"] = tcp_counter("AttemptFails") - before
         with server:
             thread.join(timeout=120)

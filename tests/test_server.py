@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 from tests.catalog_rules import expected_answer, latest_records
 from tests.support.cli import upmirror
 from tests.support.upmirror_server import UpmirrorServer, add_token
+from tests.support.waiting import wait_for
 from upmirror import content_relative_path, wsus
 from upmirror.catalog import tree
 from upmirror.model import (
@@ -570,10 +570,13 @@ def test_a_revoked_token_stops_working(tmp_path: Path) -> None:
         assert server.call("GET", "/api/v1/server").status == 200
         assert server.call("GET", absent).status == 404
         assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 0
-        deadline = time.monotonic() + 20
-        while server.call("GET", "/api/v1/server").status != 401 or server.call("GET", absent).status != 401:
-            assert time.monotonic() < deadline, "the revoked token kept working"
-            time.sleep(0.2)
+        refused = (401, 401)
+        wait_for(
+            lambda: (server.call("GET", "/api/v1/server").status, server.call("GET", absent).status) == refused,
+            20,
+            "the revoked token to stop working",
+            interval=0.2,
+        )
     assert upmirror("tokens", "revoke", "branch", "--dir", tmp_path).returncode == 2
 
 
@@ -627,11 +630,7 @@ def test_sigterm_lets_a_download_in_flight_finish(root: Root, tmp_path: Path) ->
 
 def wait_for_bytes(path: Path, download: subprocess.Popen[bytes], timeout: float = 20) -> None:
     """Returns once ``path`` holds some bytes (the transfer has begun); fails if it never does."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.stat().st_size > 0):
-        assert download.poll() is None, "the download ended before it began"
-        assert time.monotonic() < deadline, "the download did not begin"
-        time.sleep(0.01)
+    wait_for(lambda: path.exists() and path.stat().st_size > 0, timeout, "the download to begin", process=download)
 
 
 def test_a_file_truncated_while_it_is_sent_fails_that_response_only(root: Root, tmp_path: Path) -> None:
