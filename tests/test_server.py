@@ -635,22 +635,18 @@ def wait_for_bytes(path: Path, download: subprocess.Popen[bytes], timeout: float
 
 def test_a_file_truncated_while_it_is_sent_fails_that_response_only(root: Root, tmp_path: Path) -> None:
     data = bytes(range(256)) * (32 << 12)  # 8 MiB
-    relative = content_relative_path(hashlib.sha1(data).hexdigest(), ".cab")
-    path = root.directory / "content" / relative
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(data)
-    url = root.server.url + "/Content/" + relative
-    authorization = f"Authorization: Bearer {root.token}"
-    slow = subprocess.Popen(
-        ["curl", "--silent", "--limit-rate", "1M", "-H", authorization, "-o", str(tmp_path / "download"), url]
-    )
-    try:
-        wait_for_bytes(tmp_path / "download", slow)
-        path.write_bytes(b"")  # truncated in place, as no part of upmirror ever does
-        assert slow.wait(timeout=30) in (18, 56), "curl reports a transfer cut short (partial file, or a reset)"
-    finally:
-        slow.kill()
-        path.unlink()
+    with content_file(root, data) as relative:
+        url = root.server.url + "/Content/" + relative
+        authorization = f"Authorization: Bearer {root.token}"
+        slow = subprocess.Popen(
+            ["curl", "--silent", "--limit-rate", "1M", "-H", authorization, "-o", str(tmp_path / "download"), url]
+        )
+        try:
+            wait_for_bytes(tmp_path / "download", slow)
+            (root.directory / "content" / relative).write_bytes(b"")  # truncated in place, as upmirror never does
+            assert slow.wait(timeout=30) in (18, 56), "curl reports a transfer cut short (partial file, or a reset)"
+        finally:
+            slow.kill()
     assert (tmp_path / "download").stat().st_size < len(data)
     other = content_files(root)[1]
     reply = root.server.call("GET", content_url(root, other))
